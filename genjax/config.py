@@ -1,0 +1,122 @@
+"""Loading ml_collections config files and applying ``--config.a.b=value`` overrides."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import pathlib
+import sys
+from collections.abc import Sequence
+
+import ml_collections
+
+REQUIRED_FIELDS = ("seed", "parallel", "train.num_steps", "train.batch_size", "train.log_every", "train.checkpoint_every")
+
+
+class ConfigError(ValueError):
+    """A config file, field or override is invalid."""
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """Loads ``path[:argument]``: calls the file's ``get_config()`` or ``get_config(argument)``.
+
+    Returns:
+      The config, locked so that misspelt fields cannot be added later.
+    """
+    path_str, _, arg = spec.partition(":")
+    path = pathlib.Path(path_str)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config: no config file at '{path_str}' (expected a Python file defining get_config())")
+    module_spec = importlib.util.spec_from_file_location(f"genjax_config_{abs(hash(path.absolute()))}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_spec.name] = module
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"--config: '{path_str}' does not define get_config()")
+    config = module.get_config(arg) if arg else module.get_config()
+    for field in REQUIRED_FIELDS:
+        if _lookup(config, field) is _MISSING:
+            raise ConfigError(f"--config: '{path_str}' lacks the required field '{field}'")
+    config.lock()
+    return config
+
+
+_MISSING = object()
+
+
+def _lookup(config: ml_collections.ConfigDict, dotted: str) -> object:
+    node: object = config
+    for part in dotted.split("."):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _convert(dotted: str, current: object, raw: str) -> object:
+    """Converts ``raw`` to the type of the field's current value."""
+
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"--config.{dotted}: expected {expected}, got {raw!r}")
+
+    if isinstance(current, bool):
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+        raise fail("a bool (true or false)")
+    if isinstance(current, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise fail("an int") from None
+    if isinstance(current, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise fail("a float") from None
+    if isinstance(current, str):
+        return raw
+    if isinstance(current, (tuple, list)):
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            raise fail("a tuple such as (500, 500)") from None
+        value = value if isinstance(value, (tuple, list)) else (value,)
+        return type(current)(value)
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
+    """Applies ``a.b=value`` overrides to a locked config, checking keys and types.
+
+    Args:
+      config: the locked config (modified in place and returned).
+      overrides: strings ``"a.b=value"`` (the ``--config.`` prefix already removed).
+
+    Raises:
+      ConfigError: an unknown key or a value of the wrong type.
+    """
+    for item in overrides:
+        dotted, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--config.{dotted}: expected --config.{dotted}=VALUE")
+        parent_path, _, leaf = dotted.rpartition(".")
+        parent = _lookup(config, parent_path) if parent_path else config
+        if not isinstance(parent, ml_collections.ConfigDict) or leaf not in parent:
+            known = sorted(parent.keys()) if isinstance(parent, ml_collections.ConfigDict) else []
+            where = f" (known keys under '{parent_path or '<root>'}': {', '.join(known)})" if known else ""
+            raise ConfigError(f"--config.{dotted}: unknown override key{where}")
+        current = parent[leaf]
+        if isinstance(current, ml_collections.ConfigDict):
+            raise ConfigError(f"--config.{dotted}: is a group of fields, override one of {sorted(current.keys())}")
+        value = _convert(dotted, current, raw)
+        try:
+            with parent.unlocked():
+                parent[leaf] = value
+        except TypeError as err:
+            raise ConfigError(f"--config.{dotted}: {err}") from None
+    return config

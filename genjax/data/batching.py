@@ -1,0 +1,238 @@
+"""Deterministic, resumable, multi-host batching of in-memory numpy arrays.
+
+A :class:`Batcher` maps a step number to a batch with no hidden state: the example
+order of epoch ``e`` is the permutation drawn from ``np.random.default_rng([seed, e])``
+and step ``s`` takes the ``s % steps_per_epoch``-th block of it. Resuming a run at step
+``k`` therefore needs only ``k``, and every process computes the same global batch and
+keeps its own contiguous slice, so the data a model sees does not depend on how many
+processes share it.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterator, Mapping
+
+import jax
+import numpy as np
+
+Transform = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]]
+
+TRANSFORM_SALT = 0x5EED
+"""Third seed word of the per-step transform generator, keeping it apart from the
+permutation generator ``default_rng([seed, epoch])``."""
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_arrays(arrays: Mapping[str, np.ndarray]) -> int:
+    """Returns the shared leading size of ``arrays``, raising ValueError otherwise."""
+    if not arrays:
+        raise ValueError("arrays: expected a non-empty mapping of name to array, got an empty one")
+    sizes = {}
+    for name, array in arrays.items():
+        if np.ndim(array) < 1:
+            raise ValueError(
+                f"arrays: expected arrays with a leading example axis, but {name!r} has "
+                f"shape {np.shape(array)}"
+            )
+        sizes[name] = np.shape(array)[0]
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"arrays: expected one shared leading size, got sizes {sizes}")
+    num = next(iter(sizes.values()))
+    if num == 0:
+        raise ValueError(f"arrays: expected at least one example, got leading sizes {sizes}")
+    return int(num)
+
+
+def _check_processes(process_index: int, process_count: int) -> None:
+    if not _is_int(process_count) or process_count < 1:
+        raise ValueError(f"process_count: expected a positive int, got {process_count!r}")
+    if not _is_int(process_index) or not 0 <= process_index < process_count:
+        raise ValueError(
+            f"process_index: expected an int in [0, {process_count}), got {process_index!r}"
+        )
+
+
+def _check_batch_size(batch_size: int, num: int, process_count: int) -> None:
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if batch_size > num:
+        raise ValueError(
+            f"batch_size: expected at most the number of examples ({num}), got {batch_size}"
+        )
+    if batch_size % process_count:
+        raise ValueError(
+            f"batch_size: expected a multiple of process_count={process_count}, got {batch_size}"
+        )
+
+
+def _check_transformed(batch: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """Checks that a transform kept the global batch's leading size."""
+    sizes = {name: np.shape(array)[0] if np.ndim(array) else None for name, array in batch.items()}
+    if any(size != rows for size in sizes.values()):
+        raise ValueError(
+            f"transform: expected it to return arrays with {rows} rows, got leading sizes {sizes}"
+        )
+    return dict(batch)
+
+
+class Batcher:
+    """Deterministic batches of a dict of arrays, as a pure function of the step.
+
+    Example::
+
+        batcher = Batcher({"image": x, "label": y}, batch_size=128, seed=0)
+        for step in range(start_step, num_steps):
+            batch = batcher.batch(step)
+
+    Attributes:
+        arrays: The read-only mapping of name to array (all share leading size N).
+        seed: Seed of the shuffles and of the transform's generators.
+        shuffle: Whether each epoch is permuted (otherwise examples come in order).
+        transform: Optional ``transform(global_batch, rng)`` applied to each global
+            batch before it is sliced for this process.
+        process_index: Which slice of each global batch this process gets.
+        process_count: How many processes share each global batch.
+    """
+
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        batch_size: int,
+        seed: int,
+        *,
+        shuffle: bool = True,
+        transform: Transform | None = None,
+        process_index: int | None = None,
+        process_count: int | None = None,
+    ) -> None:
+        """Validates the arguments.
+
+        Args:
+            arrays: Name to array; every array has the same leading size N.
+            batch_size: The global batch size (summed over processes); a positive
+                int, at most N, divisible by ``process_count``. The last
+                ``N % batch_size`` examples of each epoch's order are dropped.
+            seed: A non-negative int.
+            shuffle: Permute the examples anew each epoch.
+            transform: Optional per-batch augmentation, e.g. dynamic binarisation;
+                it gets the global batch and ``np.random.default_rng([seed, step,
+                0x5EED])``, and must return a dict of arrays with batch_size rows.
+            process_index: Defaults to ``jax.process_index()``.
+            process_count: Defaults to ``jax.process_count()``.
+
+        Raises:
+            ValueError: Naming the argument, what was expected and what was given.
+        """
+        num = _check_arrays(arrays)
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+        _check_processes(process_index, process_count)
+        _check_batch_size(batch_size, num, process_count)
+        if not _is_int(seed) or seed < 0:
+            raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+        self.arrays: Mapping[str, np.ndarray] = types.MappingProxyType(
+            {name: np.asarray(array) for name, array in arrays.items()}
+        )
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.transform = transform
+        self.process_index = int(process_index)
+        self.process_count = int(process_count)
+        self._batch_size = int(batch_size)
+        self._num = num
+
+    @property
+    def num_examples(self) -> int:
+        """N, the number of examples."""
+        return self._num
+
+    @property
+    def global_batch_size(self) -> int:
+        """Rows of each batch summed over all processes."""
+        return self._batch_size
+
+    @property
+    def local_batch_size(self) -> int:
+        """Rows of each batch this process returns."""
+        return self._batch_size // self.process_count
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """``N // global_batch_size``: full batches per pass over the data."""
+        return self._num // self._batch_size
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Returns the example order of an epoch.
+
+        Args:
+            epoch: A non-negative epoch number.
+
+        Returns:
+            int64 ``[N]``: a permutation from ``default_rng([seed, epoch])``, or
+            ``arange(N)`` when ``shuffle`` is False.
+        """
+        if not self.shuffle:
+            return np.arange(self._num)
+        return np.random.default_rng([self.seed, epoch]).permutation(self._num)
+
+    def global_indices(self, step: int) -> np.ndarray:
+        """Returns the example indices of the global batch at ``step``.
+
+        Args:
+            step: A non-negative step number.
+
+        Returns:
+            int64 ``[global_batch_size]`` indices into the arrays.
+
+        Raises:
+            ValueError: If ``step`` is not a non-negative int.
+        """
+        if not _is_int(step) or step < 0:
+            raise ValueError(f"step: expected a non-negative int, got {step!r}")
+        epoch, position = divmod(int(step), self.steps_per_epoch)
+        start = position * self._batch_size
+        return self.epoch_order(epoch)[start : start + self._batch_size]
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """Returns this process's part of the batch at ``step``.
+
+        A pure function of ``(seed, step)`` and the constructor arguments.
+
+        Args:
+            step: A non-negative step number; steps past the first epoch continue
+                with the next epoch's order.
+
+        Returns:
+            Name to array with ``local_batch_size`` rows: rows
+            ``[process_index * local, (process_index + 1) * local)`` of the global
+            batch, after ``transform``.
+
+        Raises:
+            ValueError: If ``step`` is not a non-negative int.
+        """
+        indices = self.global_indices(step)
+        batch = {name: array[indices] for name, array in self.arrays.items()}
+        if self.transform is not None:
+            rng = np.random.default_rng([self.seed, int(step), TRANSFORM_SALT])
+            batch = _check_transformed(self.transform(batch, rng), self._batch_size)
+        local = self.local_batch_size
+        start = self.process_index * local
+        return {name: array[start : start + local] for name, array in batch.items()}
+
+    def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """Yields ``batch(start_step), batch(start_step + 1), ...`` without end.
+
+        Args:
+            start_step: The step to resume from.
+
+        Yields:
+            The batches of consecutive steps.
+        """
+        step = start_step
+        while True:
+            yield self.batch(step)
+            step += 1

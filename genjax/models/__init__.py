@@ -1,0 +1,1 @@
+"""Model families. Each module exposes Flax modules plus pure loss and sampling functions."""

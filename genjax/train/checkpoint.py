@@ -1,0 +1,124 @@
+"""Atomic, verified checkpoints with orbax.
+
+Each checkpoint holds the ``TrainState`` and a JSON record: the run's config, library
+versions and a SHA-256 digest of the state's bytes. Orbax writes each step to a
+temporary folder and renames it when complete, so a run killed mid-save leaves only
+finished checkpoints behind. On restore the digest is checked; a checkpoint that fails
+to load or to verify is reported and the previous one is tried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from genjax.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """No checkpoint in a directory could be restored and verified."""
+
+
+def state_digest(state: Any) -> str:
+    """SHA-256 over the dtype, shape and bytes of every leaf of a host-side pytree."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(state):
+        arr = np.asarray(leaf)
+        digest.update(f"{arr.dtype}{arr.shape}".encode())
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that determine a checkpoint's numbers."""
+    import flax
+    import optax
+
+    import genjax
+
+    return {
+        "genjax": genjax.__version__,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "orbax-checkpoint": ocp.__version__ if hasattr(ocp, "__version__") else "unknown",
+    }
+
+
+class Checkpointer:
+    """Saves and restores ``TrainState`` checkpoints under ``directory``.
+
+    Args:
+      directory: the checkpoint folder (created if missing).
+      max_to_keep: number of most recent checkpoints kept on disk.
+    """
+
+    def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int = 3) -> None:
+        if max_to_keep <= 0:
+            raise ValueError(f"max_to_keep: expected a positive int, got {max_to_keep}")
+        self.directory = pathlib.Path(directory).absolute()
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def all_steps(self) -> list[int]:
+        """Steps of the finished checkpoints, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def save(self, state: TrainState, metadata: dict[str, Any] | None = None) -> int:
+        """Saves a host-side state under its own step; returns that step.
+
+        Args:
+          state: a single (unreplicated) state, e.g. from ``TrainStep.fetch_state``.
+          metadata: JSON-serialisable record saved beside it (config, notes).
+        """
+        step = int(state.step)
+        record = {"step": step, "digest": state_digest(state), "versions": library_versions(), **(metadata or {})}
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+        return step
+
+    def restore_latest(self, template: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
+        """Restores the newest checkpoint that loads and verifies.
+
+        Args:
+          template: a host-side state with the right structure, shapes and dtypes.
+
+        Returns:
+          ``(state, metadata)``, or None if the directory holds no checkpoint.
+
+        Raises:
+          CheckpointError: checkpoints exist but none could be restored.
+        """
+        steps = self.all_steps()
+        if not steps:
+            return None
+        abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), template)
+        for step in reversed(steps):
+            try:
+                restored = self._manager.restore(
+                    step,
+                    args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
+                )
+                state, meta = jax.device_get(restored["state"]), restored["meta"]
+                if state_digest(state) != meta.get("digest"):
+                    raise CheckpointError(f"checkpoint {step}: state digest does not match its record")
+                return state, meta
+            except Exception as err:  # noqa: BLE001 - any failure to load means "try the previous one"
+                log.warning("checkpoint at step %d in %s is unreadable (%s); trying the previous one", step, self.directory, err)
+        raise CheckpointError(f"no checkpoint in {self.directory} could be restored (tried steps {steps})")
+
+    def close(self) -> None:
+        """Waits for pending writes and releases the manager."""
+        self._manager.close()

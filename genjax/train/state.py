@@ -1,0 +1,49 @@
+"""The training state pytree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a training run carries from step to step, as one pytree.
+
+    Attributes:
+      step: number of updates applied so far (int32 scalar).
+      params: model parameters.
+      opt_state: optax optimiser state.
+      ema_params: exponential moving average of the parameters, or None.
+    """
+
+    step: jax.Array
+    params: chex.ArrayTree
+    opt_state: optax.OptState
+    ema_params: Any = None
+
+
+def create_train_state(params: chex.ArrayTree, optimizer: optax.GradientTransformation, *, ema: bool = False) -> TrainState:
+    """Builds the initial state: step 0, fresh optimiser state, EMA initialised to params.
+
+    Args:
+      params: initial parameters.
+      optimizer: the optax transformation that the step will apply.
+      ema: whether to keep an exponential moving average of the parameters.
+    """
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+    )
+
+
+def num_params(params: chex.ArrayTree) -> int:
+    """Total number of scalar parameters in a pytree."""
+    return int(sum(x.size for x in jax.tree.leaves(params)))

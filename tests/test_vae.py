@@ -1,0 +1,133 @@
+"""The VAE's math against closed forms and numerical quadrature."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genjax.models import vae as V
+
+
+def test_gaussian_kl_matches_closed_form_with_covariance_matrices():
+    rng = np.random.default_rng(0)
+    mean = rng.normal(size=(4, 6)).astype(np.float32)
+    logvar = rng.normal(size=(4, 6)).astype(np.float32)
+    got = np.asarray(V.gaussian_kl(jnp.asarray(mean), jnp.asarray(logvar)))
+    for i in range(4):
+        cov = np.diag(np.exp(logvar[i]).astype(np.float64))
+        # KL(N(m, S) || N(0, I)) = 1/2 (tr S + m'm - k - log det S)
+        want = 0.5 * (np.trace(cov) + mean[i] @ mean[i] - 6 - np.linalg.slogdet(cov)[1])
+        np.testing.assert_allclose(got[i], want, rtol=1e-5)
+
+
+def test_gaussian_kl_matches_monte_carlo(key):
+    mean, logvar = jnp.array([0.5, -1.0]), jnp.array([-0.3, 0.4])
+    z = V.reparameterize(key, mean, logvar, 200_000)
+    zeros = jnp.zeros(2)
+    log_q = jax.vmap(lambda zi: V.diag_gaussian_log_prob(zi, mean, logvar))(z)
+    log_p = jax.vmap(lambda zi: V.diag_gaussian_log_prob(zi, zeros, zeros))(z)
+    mc = jnp.mean(log_q - log_p)
+    assert abs(float(mc) - float(V.gaussian_kl(mean, logvar))) < 0.01
+
+
+def test_bernoulli_log_prob_is_finite_and_exact_for_extreme_logits():
+    x = jnp.array([[[1.0], [0.0]], [[1.0], [0.0]]])
+    logits = jnp.array([[[50.0], [-50.0]], [[0.0], [0.0]]])
+    got = float(V.bernoulli_log_prob(x, logits))
+    assert math.isfinite(got)
+    np.testing.assert_allclose(got, 2 * math.log(0.5), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def small_vae():
+    """A VAE with a 1D latent on 2x2 binary images, so log p(x) is computable by quadrature."""
+    model = V.VAE(latent_dim=1, data_shape=(2, 2, 1), hidden=(8,), activation="tanh")
+    params = model.init(jax.random.key(3), jnp.zeros((1, 2, 2, 1)))
+    x = jnp.array([1.0, 0.0, 1.0, 1.0]).reshape(2, 2, 1)
+    return model, params, x
+
+
+def _quadrature(model, params, x, integrand: str) -> float:
+    z = jnp.linspace(-10.0, 10.0, 40_001)[:, None]
+    dz = float(z[1, 0] - z[0, 0])
+    out = model.apply(params, z, method=V.VAE.decode)
+    log_px_z = jax.vmap(lambda o: V.decoder_log_prob("bernoulli", x, o))(out)
+    zeros = jnp.zeros(1)
+    log_pz = jax.vmap(lambda zi: V.diag_gaussian_log_prob(zi, zeros, zeros))(z)
+    if integrand == "log_px":
+        return float(jax.nn.logsumexp(log_px_z + log_pz) + math.log(dz))
+    mean, logvar = model.apply(params, x, method=V.VAE.encode)
+    q = jnp.exp(jax.vmap(lambda zi: V.diag_gaussian_log_prob(zi, mean, logvar))(z))
+    return float(jnp.sum(q * log_px_z) * dz)
+
+
+def test_importance_sampling_matches_quadrature(small_vae, key):
+    model, params, x = small_vae
+    exact = _quadrature(model, params, x, "log_px")
+    estimate = float(V.log_marginal_likelihood(model, params, x, key, num_samples=5000, chunk_size=500))
+    assert abs(estimate - exact) < 0.02, (estimate, exact)
+    elbo = float(jnp.mean(jax.vmap(lambda k: V.elbo(model, params, x, k).elbo)(jax.random.split(key, 4000))))
+    assert elbo < exact - 0.1, "the ELBO must sit strictly below log p(x) for this non-Gaussian posterior"
+
+
+def test_iwae_bound_increases_with_k_towards_log_px(small_vae, key):
+    model, params, x = small_vae
+    exact = _quadrature(model, params, x, "log_px")
+    keys = jax.random.split(key, 500)
+    means = [float(jnp.mean(jax.vmap(lambda kk: V.iwae_bound(model, params, x, kk, k))(keys))) for k in (1, 10, 100)]
+    assert means[0] < means[1] < means[2] <= exact + 0.01
+
+
+def test_sgvb_reconstruction_term_is_unbiased(small_vae, key):
+    model, params, x = small_vae
+    exact = _quadrature(model, params, x, "expected_log_lik")
+    terms = V.elbo(model, params, x, key, num_samples=100_000)
+    assert abs(float(terms.log_likelihood) - exact) < 0.01
+    np.testing.assert_allclose(float(terms.elbo), float(terms.log_likelihood - terms.kl), rtol=1e-6)
+
+
+def test_chunked_estimate_does_not_depend_on_chunk_size_beyond_noise(small_vae, key):
+    model, params, x = small_vae
+    a = float(V.log_marginal_likelihood(model, params, x, key, 4000, 4000))
+    b = float(V.log_marginal_likelihood(model, params, x, key, 4000, 250))
+    assert abs(a - b) < 0.02
+
+
+def test_log_marginal_likelihood_rejects_bad_chunking(small_vae, key):
+    model, params, x = small_vae
+    with pytest.raises(ValueError, match="num_samples"):
+        V.log_marginal_likelihood(model, params, x, key, 1000, 300)
+
+
+@pytest.mark.parametrize(("architecture", "likelihood"), [("mlp", "bernoulli"), ("conv", "gaussian")])
+def test_loss_shapes_and_gradients_are_finite(architecture, likelihood, key):
+    model = V.VAE(latent_dim=3, data_shape=(8, 8, 1), hidden=(4, 8) if architecture == "conv" else (16,), architecture=architecture, likelihood=likelihood)
+    x = jax.random.uniform(key, (5, 8, 8, 1))
+    params = model.init(key, x[:1])
+    loss_fn = V.make_loss(model, num_samples=2)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, {"image": x}, jax.random.split(key, 5))
+    assert loss.shape == () and set(metrics) == {"elbo", "recon", "kl"}
+    np.testing.assert_allclose(float(loss), float(metrics["recon"] + metrics["kl"]), rtol=1e-5)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    assert V.sample(model, params, key, 7).shape == (7, 8, 8, 1)
+    assert V.reconstruct(model, params, x).shape == x.shape
+
+
+def test_loss_rejects_wrong_key_count(key):
+    model = V.VAE(latent_dim=2, data_shape=(4, 4, 1), hidden=(8,))
+    x = jnp.zeros((3, 4, 4, 1))
+    params = model.init(key, x[:1])
+    with pytest.raises(AssertionError):
+        V.make_loss(model)(params, {"image": x}, jax.random.split(key, 2))
+
+
+def test_manifold_covers_a_2d_grid(key):
+    model = V.VAE(latent_dim=2, data_shape=(4, 4, 1), hidden=(8,))
+    params = model.init(key, jnp.zeros((1, 4, 4, 1)))
+    grid = V.latent_manifold(model, params, 5)
+    assert grid.shape == (25, 4, 4, 1)
+    assert bool(jnp.all((grid >= 0) & (grid <= 1)))
+    with pytest.raises(ValueError, match="latent_dim"):
+        V.latent_manifold(V.VAE(latent_dim=3, data_shape=(4, 4, 1)), params, 5)
