@@ -89,6 +89,12 @@ class Checkpointer:
         self._manager.wait_until_finished()
         return step
 
+    def read_metadata(self, step: int) -> dict[str, Any]:
+        """The JSON record saved with the checkpoint at ``step`` (config, versions, digest)."""
+        if step not in self.all_steps():
+            raise FileNotFoundError(f"step: no checkpoint at step {step} in {self.directory} (have {self.all_steps()})")
+        return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+
     def restore_latest(self, template: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
         """Restores the newest checkpoint that loads and verifies.
 

@@ -80,8 +80,8 @@ def make_update(
         ema = state.ema_params
         if ema_decay is not None and ema is not None:
             ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
-        metrics["grad_norm"] = optax.global_norm(grads)
-        metrics["param_norm"] = optax.global_norm(params)
+        metrics["grad_norm"] = optax.tree.norm(grads)
+        metrics["param_norm"] = optax.tree.norm(params)
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
         return new_state, metrics
 
@@ -205,9 +205,13 @@ def _build_pmap(loss_fn: LossFn, optimizer: optax.GradientTransformation, device
         check_global_batch(global_batch, n)
         return jax.tree.map(lambda x: np.reshape(x, (n, x.shape[0] // n) + x.shape[1:]), batch)
 
+    # An identity pmap puts the stacked copies in the exact layout the step returns, so
+    # the first and later steps see the same input type and the step is traced once.
+    to_layout = jax.pmap(lambda s: s, axis_name=DATA_AXIS, devices=devices)
+
     def place_state(state: TrainState) -> TrainState:
         host = jax.device_get(state)
-        return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)).copy(), host)
+        return to_layout(jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), host))
 
     return TrainStep(
         backend="pmap",

@@ -1,0 +1,149 @@
+"""The ``genjax`` command end to end on the tiny preset, and its one-line errors."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from genjax import cli
+from genjax.train import Checkpointer
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = str(ROOT / "experiments" / "vae_mnist" / "config.py")
+TINY = CONFIG + ":tiny"
+
+
+def _main(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny training run shared by the tests that inspect its outputs."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    assert cli.main(["train", "--config", TINY, "--workdir", str(workdir)]) == 0
+    return workdir
+
+
+def test_train_writes_every_output(tiny_run):
+    for name in ("metrics.jsonl", "samples.png", "eval.json", "config.json", "reconstructions.png", "manifold.png"):
+        assert (tiny_run / name).is_file(), name
+    records = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 10, 15, 20]
+    assert {"loss", "elbo", "recon", "kl", "grad_norm", "param_norm", "step_time_s"} <= set(records[0])
+    assert "eval_test_elbo" in records[1]
+    evaluation = json.loads((tiny_run / "eval.json").read_text())
+    assert evaluation["step"] == 20 and evaluation["num_examples"] == 64
+    assert evaluation["test_nll_is40"] <= -evaluation["test_elbo"] + 3 * evaluation["test_elbo_stderr"]
+    assert Checkpointer(tiny_run / "checkpoints").all_steps() == [10, 20]
+    assert json.loads((tiny_run / "config.json").read_text())["train"]["num_steps"] == 20
+
+
+def test_sample_eval_and_info(tiny_run, capsys, tmp_path):
+    code, out, _ = _main(capsys, "sample", "--config", TINY, "--workdir", str(tiny_run), "--num", "9", "--out", str(tmp_path / "s.npz"))
+    assert code == 0
+    images = np.load(tmp_path / "s.npz")["images"]
+    assert images.shape == (9, 28, 28, 1) and images.min() >= 0 and images.max() <= 1
+    assert (tmp_path / "s.png").is_file()
+    code, out, _ = _main(capsys, "eval", "--config", TINY, "--workdir", str(tiny_run))
+    assert code == 0 and json.loads(out)["step"] == 20
+    code, out, _ = _main(capsys, "info", "--config", TINY, "--workdir", str(tmp_path), "--config.model.latent_dim=4")
+    info = json.loads(out)
+    hidden, latent = 32, 4
+    expected = (784 * hidden + hidden) + (hidden * 2 * latent + 2 * latent) + (latent * hidden + hidden) + (hidden * 784 + 784)
+    assert info["num_params"] == expected
+    assert info["config"]["model"]["latent_dim"] == 4
+
+
+def test_resuming_a_finished_run_is_a_no_op(tiny_run, capsys):
+    before = Checkpointer(tiny_run / "checkpoints").all_steps()
+    code, _, _ = _main(capsys, "train", "--config", TINY, "--workdir", str(tiny_run))
+    assert code == 0 and Checkpointer(tiny_run / "checkpoints").all_steps() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "nope/config.py"], "--config: no config file at 'nope/config.py'"),
+        (["--config", TINY, "--config.train.bach_size=3"], "--config.train.bach_size: unknown override key"),
+        (["--config", TINY, "--config.train.batch_size=abc"], "--config.train.batch_size: expected an int, got 'abc'"),
+        (["--config", TINY, "--config.train.batch_size=0"], "batch_size"),
+        (["--config", TINY, "--config.train.batch_size=-4"], "batch_size"),
+        (["--config", TINY, "--config.train.batch_size=12"], "divisible by the device count 8"),
+        (["--config", TINY, "--config.parallel=pmap", "--config.train.batch_size=12"], "divisible by the device count 8"),
+        (["--config", TINY, "--config.data.source=offline", "--config.data.name=mnist3d"], "unknown dataset name 'mnist3d'"),
+        (["--config", TINY, "--config.parallel=tpu"], "parallel: expected one of"),
+    ],
+)
+def test_bad_input_gives_one_line(args, message, capsys, tmp_path):
+    code, _, err = _main(capsys, "train", "--workdir", str(tmp_path / "w"), *args)
+    assert code != 0
+    assert err.startswith("genjax: error: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_and_corrupt_offline_data(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENJAX_DATA_DIR", str(tmp_path / "data"))
+    args = ["train", "--config", TINY, "--workdir", str(tmp_path / "w"), "--config.data.source=offline"]
+    code, _, err = _main(capsys, *args)
+    assert code != 0 and "mnist.npz" in err and "genjax fetch-data" in err and err.count("\n") == 1
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "mnist.npz", train_x=np.zeros((1, 28, 28, 1), np.float32))
+    (tmp_path / "data" / "mnist.npz.sha256").write_text("0" * 64 + "\n")
+    code, _, err = _main(capsys, *args)
+    assert code != 0 and "sha256" in err.lower() and err.count("\n") == 1
+
+
+def test_nan_stops_with_the_step_and_keeps_checkpoints(tiny_run, capsys, tmp_path):
+    workdir = tmp_path / "w"
+    base = ["train", "--config", TINY, "--workdir", str(workdir)]
+    assert _main(capsys, *base)[0] == 0
+    code, _, err = _main(capsys, *base, "--config.train.num_steps=40", "--config.train.learning_rate=1e30")
+    assert code != 0 and "non-finite" in err and "at step 2" in err and "last good checkpoint is step 20" in err
+    assert Checkpointer(workdir / "checkpoints").all_steps() == [10, 20]
+
+
+def _train_cmd(workdir: pathlib.Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "genjax.cli", "train", "--config", TINY, "--workdir", str(workdir), "--config.train.num_steps=800", "--config.train.checkpoint_every=100", "--config.train.eval_every=0", "--config.eval.is_samples=0", *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_identical_parameters(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    straight = tmp_path / "straight"
+    subprocess.run(_train_cmd(straight), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.isdigit() and int(p.name) >= 200 for p in (killed / "checkpoints").glob("*")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps = Checkpointer(killed / "checkpoints").all_steps()
+    assert steps and steps[-1] < 800, f"the run must be killed before it ends (checkpoints {steps})"
+    assert not (killed / "eval.json").exists()
+    subprocess.run(_train_cmd(killed), check=True, env=env, capture_output=True)
+    # The digest is a SHA-256 of every byte of the state, so equal digests mean
+    # bit-identical parameters and optimiser state; restoring verifies it.
+    ref = Checkpointer(straight / "checkpoints").read_metadata(800)
+    got = Checkpointer(killed / "checkpoints").read_metadata(800)
+    assert ref["digest"] == got["digest"]
+
+
+def test_console_script_errors_have_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "genjax.cli", "train", "--config", TINY, "--workdir", str(tmp_path), "--config.train.batch_size=abc"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "genjax: error: --config.train.batch_size: expected an int, got 'abc'"
