@@ -2,7 +2,8 @@
 
 Every subcommand except ``fetch-data`` takes ``--config PATH[:ARG]`` (an ml_collections
 config file) and ``--workdir DIR``, and any number of ``--config.a.b=value`` overrides.
-User errors end the process with one line on stderr and a non-zero exit status.
+User errors end the process with one line on stderr and a non-zero exit status (2 for
+a bad config or override, 1 otherwise); set ``GENJAX_DEBUG=1`` to see the traceback.
 """
 
 from __future__ import annotations
@@ -261,12 +262,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_sample(config, workdir, args.num, args.out)
         else:
             cmd_info(config)
-    except ConfigError as err:
+    except (ValueError, FileNotFoundError, ImportError, TrainingDivergedError, CheckpointError) as err:
+        if os.environ.get("GENJAX_DEBUG"):
+            raise
         print(f"genjax: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, FileNotFoundError, TrainingDivergedError, CheckpointError) as err:
-        print(f"genjax: error: {err}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_USAGE if isinstance(err, ConfigError) else EXIT_FAILURE
     except KeyboardInterrupt:
         print("genjax: interrupted; the last checkpoint is kept and 'genjax train' resumes from it", file=sys.stderr)
         return 130
