@@ -97,11 +97,14 @@ def _build(config: Any) -> tuple[Any, Any, Any, Any]:
     optimizer = make_optimizer(
         t.optimizer,
         learning_rate=t.learning_rate,
+        schedule=t.schedule,
+        steps_per_epoch=task.steps_per_epoch,
         warmup_steps=t.warmup_steps,
         decay_steps=t.decay_steps,
         grad_clip=t.grad_clip or None,
         b1=t.b1,
         b2=t.b2,
+        eps=t.eps,
     )
     key = jax.random.key(config.seed)
     init_key, train_key, _ = jax.random.split(key, 3)

@@ -39,6 +39,7 @@ class Task:
         used during training.
       sample: ``sample(params, key, num) -> images [num, H, W, C]`` in [0, 1].
       figures: ``figures(params, key, workdir) -> paths`` of extra plots written.
+      steps_per_epoch: optimiser steps per pass over the training set.
     """
 
     init_params: Callable[[jax.Array], Params]
@@ -47,6 +48,7 @@ class Task:
     evaluate: Callable[[Params, jax.Array, bool], dict[str, float]]
     sample: Callable[[Params, jax.Array, int], np.ndarray]
     figures: Callable[[Params, jax.Array, pathlib.Path], list[pathlib.Path]]
+    steps_per_epoch: int
 
 
 def synthetic_images(num: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
@@ -174,6 +176,7 @@ def build_vae_task(config: ml_collections.ConfigDict) -> Task:
         evaluate=evaluate,
         sample=sample,
         figures=figures,
+        steps_per_epoch=batcher.steps_per_epoch,
     )
 
 

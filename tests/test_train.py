@@ -192,3 +192,23 @@ def test_loop_rejects_bad_periods(tmp_path, kwargs, match):
     args = {"num_steps": 5, "log_every": 1, "checkpoint_every": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
         train(train_step=step, state=create_train_state(_params(), OPT), batches=lambda s: {}, key=jax.random.key(0), progress=False, **args)
+
+
+def test_iwae_schedule_stages():
+    from genjax.train.optim import iwae_schedule
+
+    lr = iwae_schedule(1e-3, steps_per_epoch=10)
+    # stage i lasts 3^i epochs of 10 steps: boundaries at 10, 40, 130, ...
+    for step, stage in [(0, 0), (9, 0), (10, 1), (39, 1), (40, 2), (129, 2), (130, 3), (32_799, 7), (10**7, 7)]:
+        np.testing.assert_allclose(float(lr(step)), 1e-3 * 10 ** (-stage / 7), rtol=1e-5)
+
+
+def test_make_optimizer_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="schedule"):
+        make_optimizer("adam", learning_rate=1e-3, schedule="linear")
+    with pytest.raises(ValueError, match="decay_steps"):
+        make_optimizer("adam", learning_rate=1e-3, schedule="cosine")
+    with pytest.raises(ValueError, match="learning_rate"):
+        make_optimizer("adam", learning_rate=0.0)
+    with pytest.raises(ValueError, match="optimizer"):
+        make_optimizer("lion", learning_rate=1e-3)

@@ -5,12 +5,35 @@ from __future__ import annotations
 import optax
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
+SCHEDULES = ("constant", "cosine", "iwae")
+
+
+def iwae_schedule(learning_rate: float, steps_per_epoch: int, num_stages: int = 8) -> optax.Schedule:
+    """The step-size schedule of Burda et al., arXiv:1509.00519, section 5.
+
+    Stage i = 0..num_stages-1 lasts 3^i epochs at ``learning_rate * 10^(-i/7)``; with the
+    default 8 stages that is 3,280 epochs in all.
+
+    Args:
+      learning_rate: the rate of the first stage (1e-3 in the paper).
+      steps_per_epoch: optimiser steps per pass over the training set.
+      num_stages: number of stages.
+    """
+    if steps_per_epoch <= 0:
+        raise ValueError(f"steps_per_epoch: expected a positive int, got {steps_per_epoch}")
+    boundaries, step = {}, 0
+    for i in range(1, num_stages):
+        step += 3 ** (i - 1) * steps_per_epoch
+        boundaries[step] = 10.0 ** (-1.0 / 7.0)
+    return optax.piecewise_constant_schedule(learning_rate, boundaries)
 
 
 def make_optimizer(
     name: str = "adam",
     *,
     learning_rate: float,
+    schedule: str = "constant",
+    steps_per_epoch: int = 0,
     warmup_steps: int = 0,
     decay_steps: int = 0,
     grad_clip: float | None = None,
@@ -19,13 +42,16 @@ def make_optimizer(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
 ) -> optax.GradientTransformation:
-    """Builds an optax optimiser with optional linear warm-up, cosine decay and clipping.
+    """Builds an optax optimiser with a learning-rate schedule and optional clipping.
 
     Args:
       name: one of ``OPTIMIZERS``.
       learning_rate: peak learning rate.
+      schedule: ``"constant"`` (after an optional linear warm-up), ``"cosine"`` (warm-up,
+        then cosine decay to 0 over ``decay_steps``) or ``"iwae"`` (``iwae_schedule``).
+      steps_per_epoch: steps per epoch, for the ``"iwae"`` schedule.
       warmup_steps: linear warm-up from 0 over this many steps.
-      decay_steps: if positive, cosine decay to 0 over this many steps after warm-up.
+      decay_steps: length of the cosine decay after warm-up.
       grad_clip: if set, clip gradients to this global norm first.
       b1: Adam's first-moment decay.
       b2: Adam's second-moment decay.
@@ -38,20 +64,26 @@ def make_optimizer(
         raise ValueError(f"learning_rate: expected a positive float, got {learning_rate}")
     if warmup_steps < 0 or decay_steps < 0:
         raise ValueError(f"warmup_steps/decay_steps: expected non-negative ints, got {warmup_steps}, {decay_steps}")
-    if decay_steps > 0:
-        schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, warmup_steps + decay_steps)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "cosine":
+        if decay_steps <= 0:
+            raise ValueError(f"decay_steps: the cosine schedule needs a positive int, got {decay_steps}")
+        lr = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, warmup_steps + decay_steps)
+    elif schedule == "iwae":
+        lr = iwae_schedule(learning_rate, steps_per_epoch)
     elif warmup_steps > 0:
-        schedule = optax.linear_schedule(0.0, learning_rate, warmup_steps)
+        lr = optax.linear_schedule(0.0, learning_rate, warmup_steps)
     else:
-        schedule = learning_rate
+        lr = learning_rate
     if name == "adam":
-        opt = optax.adam(schedule, b1=b1, b2=b2, eps=eps)
+        opt = optax.adam(lr, b1=b1, b2=b2, eps=eps)
     elif name == "adamw":
-        opt = optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+        opt = optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
     elif name == "adagrad":
-        opt = optax.adagrad(schedule)
+        opt = optax.adagrad(lr)
     else:
-        opt = optax.sgd(schedule)
+        opt = optax.sgd(lr)
     if grad_clip is not None:
         if grad_clip <= 0:
             raise ValueError(f"grad_clip: expected a positive float or None, got {grad_clip}")

@@ -194,16 +194,16 @@ def _build_pmap(loss_fn: LossFn, optimizer: optax.GradientTransformation, device
         keys = jax.lax.dynamic_slice_in_dim(keys, jax.lax.axis_index(DATA_AXIS) * local, local)
         return update(state, batch, keys)
 
-    mapped = jax.pmap(step, axis_name=DATA_AXIS, in_axes=(0, 0, None), devices=devices, donate_argnums=0)
+    # Metrics are pmean-ed, hence equal on every device: out_axes=None returns one copy.
+    mapped = jax.pmap(step, axis_name=DATA_AXIS, in_axes=(0, 0, None), out_axes=(0, None), devices=devices, donate_argnums=0)
 
-    def run(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
-        state, metrics = mapped(state, batch, key)
-        return state, jax.tree.map(lambda m: m[0], metrics)
+    local_devices = sum(d.process_index == jax.process_index() for d in devices)
 
     def place_batch(batch: Batch) -> Batch:
-        global_batch = jax.tree.leaves(batch)[0].shape[0]
-        check_global_batch(global_batch, n)
-        return jax.tree.map(lambda x: np.reshape(x, (n, x.shape[0] // n) + x.shape[1:]), batch)
+        # The batch is this process's slice; it is split over this process's devices.
+        local_batch = jax.tree.leaves(batch)[0].shape[0]
+        check_global_batch(local_batch * jax.process_count(), n)
+        return jax.tree.map(lambda x: np.reshape(x, (local_devices, x.shape[0] // local_devices) + x.shape[1:]), batch)
 
     # An identity pmap puts the stacked copies in the exact layout the step returns, so
     # the first and later steps see the same input type and the step is traced once.
@@ -216,7 +216,7 @@ def _build_pmap(loss_fn: LossFn, optimizer: optax.GradientTransformation, device
     return TrainStep(
         backend="pmap",
         devices=devices,
-        step=run,
+        step=mapped,
         place_state=place_state,
         fetch_state=lambda s: jax.device_get(jax.tree.map(lambda x: x[0], s)),
         place_batch=place_batch,
