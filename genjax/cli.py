@@ -159,6 +159,9 @@ def cmd_train(config: Any, workdir: pathlib.Path) -> None:
     step = build_train_step(task.loss_fn, optimizer, parallel=config.parallel, devices=_devices(config), ema_decay=t.ema_decay or None)
     workdir.mkdir(parents=True, exist_ok=True)
     resolved = json.loads(config.to_json_best_effort())
+    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints)
+    if checkpointer.all_steps():
+        check_resume_config(checkpointer.read_metadata(checkpointer.all_steps()[-1]).get("config", {}), resolved)
     _write_json(workdir / "config.json", resolved)
     eval_key = jax_key(config.seed, 0xE7A0)
     result = train(
@@ -169,7 +172,7 @@ def cmd_train(config: Any, workdir: pathlib.Path) -> None:
         num_steps=t.num_steps,
         log_every=t.log_every,
         checkpoint_every=t.checkpoint_every,
-        checkpointer=Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints),
+        checkpointer=checkpointer,
         metrics=MetricsWriter(workdir / "metrics.jsonl"),
         metadata={"config": resolved},
         evaluate=lambda s: task.evaluate(_eval_params(s), eval_key, False),
@@ -180,6 +183,40 @@ def cmd_train(config: Any, workdir: pathlib.Path) -> None:
     metrics["train_wall_time_s"] = result.wall_time_s
     _write_json(workdir / "eval.json", metrics)
     print(json.dumps(metrics, sort_keys=True))
+
+
+# Fields that may change when a run is resumed: they do not alter the updates.
+RESUMABLE_FIELDS = ("train.num_steps", "train.log_every", "train.checkpoint_every", "train.eval_every", "train.keep_checkpoints", "eval.", "num_devices", "parallel", "data.data_dir")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def check_resume_config(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuses to resume a run whose config changed in a field that alters the updates.
+
+    Raises:
+      ValueError: naming each changed field with its saved and current values.
+    """
+    old, new = _flatten(saved), _flatten(current)
+    changed = [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_FIELDS)
+    ]
+    if changed:
+        raise ValueError(
+            "--workdir: its checkpoints were trained with a different config ("
+            + "; ".join(changed)
+            + "); use a new --workdir, or restore those values to resume"
+        )
 
 
 def jax_key(seed: int, salt: int) -> Any:
@@ -248,7 +285,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(rest)
     _quiet_libraries()
     from genjax.config import ConfigError
-    from genjax.train import CheckpointError, TrainingDivergedError
 
     try:
         if args.command == "fetch-data":
@@ -265,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_sample(config, workdir, args.num, args.out)
         else:
             cmd_info(config)
-    except (ValueError, FileNotFoundError, ImportError, TrainingDivergedError, CheckpointError) as err:
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
         if os.environ.get("GENJAX_DEBUG"):
             raise
         print(f"genjax: error: {err}", file=sys.stderr)

@@ -27,13 +27,21 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     path = pathlib.Path(path_str)
     if not path.is_file():
         raise FileNotFoundError(f"--config: no config file at '{path_str}' (expected a Python file defining get_config())")
+    if path.suffix != ".py":
+        raise ConfigError(f"--config: expected a Python config file (*.py), got '{path_str}'")
     module_spec = importlib.util.spec_from_file_location(f"genjax_config_{abs(hash(path.absolute()))}", path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_spec.name] = module
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001 - any error in user config code becomes one line
+        raise ConfigError(f"--config: '{path_str}' failed to load: {type(err).__name__}: {err}") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"--config: '{path_str}' does not define get_config()")
-    config = module.get_config(arg) if arg else module.get_config()
+    try:
+        config = module.get_config(arg) if arg else module.get_config()
+    except ValueError as err:
+        raise ConfigError(f"--config: '{spec}': {err}") from None
     for field in REQUIRED_FIELDS:
         if _lookup(config, field) is _MISSING:
             raise ConfigError(f"--config: '{path_str}' lacks the required field '{field}'")
@@ -82,7 +90,10 @@ def _convert(dotted: str, current: object, raw: str) -> object:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             raise fail("a tuple such as (500, 500)") from None
-        value = value if isinstance(value, (tuple, list)) else (value,)
+        value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        kinds = {type(v) for v in current}
+        if kinds and any(type(v) not in kinds for v in value):
+            raise fail(f"a tuple of {'/'.join(sorted(k.__name__ for k in kinds))} like {tuple(current)}")
         return type(current)(value)
     try:
         return ast.literal_eval(raw)

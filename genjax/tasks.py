@@ -120,6 +120,15 @@ def build_vae_task(config: ml_collections.ConfigDict) -> Task:
     """The VAE family (``model.family = "vae"``); see ``genjax.models.vae``."""
     m = config.model
     image_shape = tuple(config.data.image_shape)
+    if len(image_shape) != 3 or min(image_shape) <= 0:
+        raise ValueError(f"data.image_shape: expected (height, width, channels) of positive ints, got {image_shape}")
+    if config.seed < 0:
+        raise ValueError(f"seed: expected a non-negative int, got {config.seed}")
+    ev = config.eval
+    if ev.batch_size <= 0:
+        raise ValueError(f"eval.batch_size: expected a positive int, got {ev.batch_size}")
+    if ev.is_samples < 0 or (ev.is_samples and (ev.is_chunk <= 0 or ev.is_samples % ev.is_chunk)):
+        raise ValueError(f"eval.is_samples: expected 0 or a positive multiple of eval.is_chunk={ev.is_chunk}, got {ev.is_samples}")
     model = vae_lib.VAE(
         latent_dim=m.latent_dim,
         data_shape=image_shape,

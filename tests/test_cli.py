@@ -81,6 +81,11 @@ def test_resuming_a_finished_run_is_a_no_op(tiny_run, capsys):
         (["--config", TINY, "--config.parallel=pmap", "--config.train.batch_size=12"], "divisible by the device count 8"),
         (["--config", TINY, "--config.data.source=offline", "--config.data.name=mnist3d"], "unknown dataset name 'mnist3d'"),
         (["--config", TINY, "--config.parallel=tpu"], "parallel: expected one of"),
+        (["--config", "README.md"], "--config: expected a Python config file"),
+        (["--config", CONFIG + ":huge"], "preset: expected one of"),
+        (["--config", TINY, "--config.model.hidden=('a',)"], "--config.model.hidden: expected a tuple of int"),
+        (["--config", TINY, "--config.data.image_shape=(28,28)"], "data.image_shape: expected (height, width, channels)"),
+        (["--config", TINY, "--config.eval.is_samples=50"], "eval.is_samples: expected 0 or a positive multiple of eval.is_chunk=20"),
     ],
 )
 def test_bad_input_gives_one_line(args, message, capsys, tmp_path):
@@ -102,13 +107,20 @@ def test_missing_and_corrupt_offline_data(capsys, tmp_path, monkeypatch):
     assert code != 0 and "sha256" in err.lower() and err.count("\n") == 1
 
 
-def test_nan_stops_with_the_step_and_keeps_checkpoints(tiny_run, capsys, tmp_path):
+def test_divergence_stops_with_the_step_and_saves_nothing_bad(capsys, tmp_path):
+    # Keeping the last good checkpoint is tested in test_train with a NaN mid-run; here
+    # the first update already overflows the parameter norm.
     workdir = tmp_path / "w"
-    base = ["train", "--config", TINY, "--workdir", str(workdir)]
-    assert _main(capsys, *base)[0] == 0
-    code, _, err = _main(capsys, *base, "--config.train.num_steps=40", "--config.train.learning_rate=1e30")
-    assert code != 0 and "non-finite" in err and "at step 2" in err and "last good checkpoint is step 20" in err
-    assert Checkpointer(workdir / "checkpoints").all_steps() == [10, 20]
+    args = ["train", "--config", TINY, "--workdir", str(workdir), "--config.train.checkpoint_every=1", "--config.train.learning_rate=1e30"]
+    code, _, err = _main(capsys, *args)
+    assert code == 1 and err.count("\n") == 1
+    assert "non-finite param_norm at step 1 " in err, err
+    assert Checkpointer(workdir / "checkpoints").all_steps() == []
+
+
+def test_resume_refuses_a_changed_config(tiny_run, capsys):
+    code, _, err = _main(capsys, "train", "--config", TINY, "--workdir", str(tiny_run), "--config.train.learning_rate=0.5", "--config.train.num_steps=30")
+    assert code != 0 and "different config (train.learning_rate: 0.001 -> 0.5)" in err and err.count("\n") == 1
 
 
 def _train_cmd(workdir: pathlib.Path, *extra: str) -> list[str]:

@@ -1,5 +1,8 @@
 """The training engine: back ends agree, steps do not retrace, EMA, checkpoints, NaN stops."""
 
+import json
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,6 +89,8 @@ def test_ema_is_the_decayed_average():
         np.testing.assert_allclose(ema, 0.75 * old + 0.25 * p, rtol=1e-6, atol=1e-7)
     assert {"loss", "elbo", "recon", "kl", "grad_norm", "param_norm"} <= set(metrics)
     np.testing.assert_allclose(float(metrics["param_norm"]), float(optax.tree.norm(new.params)), rtol=1e-6)
+    with pytest.raises(ValueError, match="ema_decay"):
+        update(create_train_state(_params(), OPT, ema=False), batch, example_keys(jax.random.key(3), state.step, 16))
 
 
 def test_steps_do_not_retrace():
@@ -102,10 +107,11 @@ def test_steps_do_not_retrace():
         assert len(traces) == 1, f"{parallel}: the loss was traced {len(traces)} times in 5 steps"
 
 
-def test_per_example_noise_depends_on_step():
-    a = example_keys(jax.random.key(0), jnp.int32(0), 4)
-    b = example_keys(jax.random.key(0), jnp.int32(1), 4)
-    assert not np.array_equal(jax.random.key_data(a), jax.random.key_data(b))
+def test_per_example_noise_differs_across_examples_and_steps():
+    a = jax.random.key_data(example_keys(jax.random.key(0), jnp.int32(0), 4))
+    b = jax.random.key_data(example_keys(jax.random.key(0), jnp.int32(1), 4))
+    rows = {tuple(r) for r in np.concatenate([a, b]).reshape(8, -1).tolist()}
+    assert len(rows) == 8, "every example of every step gets its own key"
 
 
 def test_batch_must_divide_device_count():
@@ -135,7 +141,9 @@ def _loop(tmp_path, num_steps, loss=None, checkpoint_every=5):
 
 def test_loop_resumes_exactly_and_keeps_the_last_checkpoints(tmp_path):
     straight = _loop(tmp_path / "a", 20)
-    _loop(tmp_path / "b", 10)
+    _loop(tmp_path / "b", 12)
+    # As if killed after logging step 12 but before saving it: the newest checkpoint is 10.
+    shutil.rmtree(tmp_path / "b" / "ckpt" / "12")
     resumed = _loop(tmp_path / "b", 20)
     assert resumed.start_step == 10
     for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)):
@@ -155,6 +163,24 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     state, meta = ckpt.restore_latest(create_train_state(_params(), OPT))
     assert int(state.step) == 5 and meta["step"] == 5
     assert "step 10" in caplog.text
+    assert (tmp_path / "ckpt_corrupt" / "10").is_dir(), "the unreadable checkpoint is kept aside, not deleted"
+    resumed = _loop(tmp_path, 15)
+    assert resumed.start_step == 5 and Checkpointer(tmp_path / "ckpt").all_steps() == [10, 15]
+
+
+def test_checkpoint_whose_bytes_disagree_with_its_digest_is_rejected(tmp_path, caplog):
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    good = create_train_state(_params(), OPT)
+    ckpt.save(good)
+    tampered = good.replace(step=good.step + 1, params=jax.tree.map(lambda x: x + 1.0, good.params))
+    ckpt.save(tampered)
+    meta_file = tmp_path / "ckpt" / "1" / "meta" / "metadata"
+    record = json.loads(meta_file.read_text())
+    record["digest"] = "0" * 64
+    meta_file.write_text(json.dumps(record))
+    state, _ = ckpt.restore_latest(good)
+    assert int(state.step) == 0
+    assert "digest does not match" in caplog.text
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):

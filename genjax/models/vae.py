@@ -276,7 +276,8 @@ def make_loss(model: VAE, num_samples: int = 1, iwae_samples: int = 0) -> LossFn
             "kl": jnp.mean(terms.kl),
         }
         if iwae_samples > 0:
-            bound = jax.vmap(lambda xi, ki: iwae_bound(model, params, xi, ki, iwae_samples))(x, keys)
+            iwae_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+            bound = jax.vmap(lambda xi, ki: iwae_bound(model, params, xi, ki, iwae_samples))(x, iwae_keys)
             metrics["iwae"] = jnp.mean(bound)
             return -metrics["iwae"], metrics
         return -metrics["elbo"], metrics

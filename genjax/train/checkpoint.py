@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pathlib
+import shutil
 from typing import Any
 
 import jax
@@ -65,8 +66,28 @@ class Checkpointer:
         if max_to_keep <= 0:
             raise ValueError(f"max_to_keep: expected a positive int, got {max_to_keep}")
         self.directory = pathlib.Path(directory).absolute()
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
+        self._manager = ocp.CheckpointManager(self.directory, options=self._options)
+
+    @property
+    def quarantine(self) -> pathlib.Path:
+        """Where unreadable checkpoints are moved: ``<directory>_corrupt`` beside it."""
+        return self.directory.with_name(self.directory.name + "_corrupt")
+
+    def _set_aside(self, step: int) -> pathlib.Path:
+        """Moves an unreadable checkpoint out of the way, so the step can be saved again.
+
+        Nothing is deleted: the folder goes to ``quarantine`` for inspection.
+        """
+        self.quarantine.mkdir(parents=True, exist_ok=True)
+        target = self.quarantine / str(step)
+        suffix = 1
+        while target.exists():
+            target, suffix = self.quarantine / f"{step}.{suffix}", suffix + 1
+        shutil.move(str(self.directory / str(step)), target)
+        self._manager.close()
+        self._manager = ocp.CheckpointManager(self.directory, options=self._options)
+        return target
 
     def all_steps(self) -> list[int]:
         """Steps of the finished checkpoints, oldest first."""
@@ -98,6 +119,9 @@ class Checkpointer:
     def restore_latest(self, template: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
         """Restores the newest checkpoint that loads and verifies.
 
+        A checkpoint that fails to load or to verify is moved to ``quarantine`` (so that
+        training can save that step again) and the previous one is tried.
+
         Args:
           template: a host-side state with the right structure, shapes and dtypes.
 
@@ -122,7 +146,8 @@ class Checkpointer:
                     raise CheckpointError(f"checkpoint {step}: state digest does not match its record")
                 return state, meta
             except Exception as err:  # noqa: BLE001 - any failure to load means "try the previous one"
-                log.warning("checkpoint at step %d in %s is unreadable (%s); trying the previous one", step, self.directory, err)
+                moved = self._set_aside(step)
+                log.warning("checkpoint at step %d in %s is unreadable (%s); moved it to %s and trying the previous one", step, self.directory, err, moved)
         raise CheckpointError(f"no checkpoint in {self.directory} could be restored (tried steps {steps})")
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import pathlib
 import sys
 import time
@@ -42,8 +43,17 @@ class MetricsWriter:
         """Drops records past ``step``: those a killed run logged after its last checkpoint."""
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill mid-write
+            if record.get("step", step + 1) <= step:
+                kept.append(line)
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, self.path)
 
     def write(self, record: dict[str, Any]) -> None:
         """Appends one record and flushes it to disk."""
@@ -64,7 +74,8 @@ class TrainResult:
       state: the final state, host-side and unreplicated.
       last_metrics: metrics of the final step (floats).
       start_step: the step training started (or resumed) from.
-      wall_time_s: seconds spent in this call.
+      wall_time_s: seconds of training that led to this state, summed over the runs
+        that were resumed (as recorded in the checkpoints).
     """
 
     state: TrainState
@@ -130,11 +141,13 @@ def train(
         raise ValueError(f"train.eval_every: expected a non-negative int, got {eval_every}")
     start_time = time.perf_counter()
     start = 0
+    earlier_wall_time = 0.0
     if checkpointer is not None:
         restored = checkpointer.restore_latest(state)
         if restored is not None:
             state = restored[0]
             start = int(state.step)
+            earlier_wall_time = float(restored[1].get("train_wall_time_s", 0.0))
             log.info("resuming from the checkpoint at step %d in %s", start, checkpointer.directory)
     if metrics is not None:
         metrics.truncate_after(start)
@@ -167,11 +180,12 @@ def train(
             if metrics is not None:
                 metrics.write({"step": done, **record})
         if checkpointer is not None and (done % checkpoint_every == 0 or done == num_steps):
-            checkpointer.save(train_step.fetch_state(dev_state), metadata)
+            wall = earlier_wall_time + time.perf_counter() - start_time
+            checkpointer.save(train_step.fetch_state(dev_state), {**(metadata or {}), "train_wall_time_s": wall})
     bar.close()
     return TrainResult(
         state=train_step.fetch_state(dev_state),
         last_metrics=last,
         start_step=start,
-        wall_time_s=time.perf_counter() - start_time,
+        wall_time_s=earlier_wall_time + time.perf_counter() - start_time,
     )

@@ -78,7 +78,12 @@ def make_update(
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = state.ema_params
-        if ema_decay is not None and ema is not None:
+        if (ema_decay is None) != (ema is None):
+            raise ValueError(
+                f"ema_decay: is {ema_decay} but the state {'has no' if ema is None else 'has'} ema_params; "
+                "build the state with create_train_state(..., ema=ema_decay is not None)"
+            )
+        if ema_decay is not None:
             ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
         metrics["grad_norm"] = optax.tree.norm(grads)
         metrics["param_norm"] = optax.tree.norm(params)
@@ -169,8 +174,8 @@ def _build_jit(loss_fn: LossFn, optimizer: optax.GradientTransformation, devices
     )
 
     def place_batch(batch: Batch) -> Batch:
+        check_global_batch(jax.tree.leaves(batch)[0].shape[0] * jax.process_count(), len(devices))
         if jax.process_count() == 1:
-            check_global_batch(jax.tree.leaves(batch)[0].shape[0], len(devices))
             return jax.device_put(batch, batch_sharding)
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(batch_sharding, x), batch)
 
@@ -211,7 +216,7 @@ def _build_pmap(loss_fn: LossFn, optimizer: optax.GradientTransformation, device
 
     def place_state(state: TrainState) -> TrainState:
         host = jax.device_get(state)
-        return to_layout(jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), host))
+        return to_layout(jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (local_devices,) + np.shape(x)), host))
 
     return TrainStep(
         backend="pmap",
