@@ -103,7 +103,7 @@ def test_log_marginal_likelihood_rejects_bad_chunking(small_vae, key):
 
 @pytest.mark.parametrize(("architecture", "likelihood"), [("mlp", "bernoulli"), ("conv", "gaussian")])
 def test_loss_shapes_and_gradients_are_finite(architecture, likelihood, key):
-    model = V.VAE(latent_dim=3, data_shape=(8, 8, 1), hidden=(4, 8) if architecture == "conv" else (16,), architecture=architecture, likelihood=likelihood)
+    model = V.VAE(latent_dim=3, data_shape=(8, 8, 1), hidden=(4,) if architecture == "conv" else (16,), architecture=architecture, likelihood=likelihood)
     x = jax.random.uniform(key, (5, 8, 8, 1))
     params = model.init(key, x[:1])
     loss_fn = V.make_loss(model, num_samples=2)
