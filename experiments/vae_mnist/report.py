@@ -58,14 +58,36 @@ def build_results(workdir: pathlib.Path) -> dict:
     }
 
 
+def plot_curve(workdir: pathlib.Path, out: pathlib.Path) -> None:
+    """Plots the logged training bound and the periodic test bound against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(workdir / "metrics.jsonl")
+    test = [(r["step"], r["eval_test_elbo"]) for r in records if "eval_test_elbo" in r]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["step"] for r in records], [r["elbo"] for r in records], color="C0", alpha=0.3, linewidth=0.8, label="train (minibatch)")
+    ax.plot(*zip(*test), "o-", color="C1", label="test (10,000 images)")
+    ax.axhline(-86.76, color="k", linestyle=":", label="Burda et al. VAE test log p(x), k = 5000")
+    ax.set_ylim(-110, -84)
+    ax.set_xlabel("step (batch 100)")
+    ax.set_ylabel("ELBO per image (nats)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def main() -> None:
-    """Reads --workdir and writes results.json beside this script."""
+    """Reads --workdir and writes results.json and nll_curve.png beside this script."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="runs/vae_nll")
     parser.add_argument("--out", default=str(HERE / "results.json"))
     args = parser.parse_args()
     results = build_results(pathlib.Path(args.workdir))
     pathlib.Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    plot_curve(pathlib.Path(args.workdir), pathlib.Path(args.out).parent / "nll_curve.png")
     print(json.dumps(results, indent=2))
 
 
