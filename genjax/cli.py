@@ -187,7 +187,8 @@ def cmd_train(config: Any, workdir: pathlib.Path) -> None:
     print(json.dumps(metrics, sort_keys=True))
 
 
-# Fields that may change when a run is resumed: they do not alter the updates.
+# Fields that may change when a run is resumed: they do not alter the updates (the
+# parallel back end and device count change them only by float32 round-off).
 RESUMABLE_FIELDS = ("train.num_steps", "train.log_every", "train.checkpoint_every", "train.eval_every", "train.keep_checkpoints", "eval.", "num_devices", "parallel", "data.data_dir")
 
 

@@ -118,6 +118,21 @@ def test_divergence_stops_with_the_step_and_saves_nothing_bad(capsys, tmp_path):
     assert Checkpointer(workdir / "checkpoints").all_steps() == []
 
 
+def test_resume_config_check_allows_schedule_fields_only():
+    saved = {"seed": 0, "parallel": "jit", "train": {"num_steps": 20, "learning_rate": 1e-3}, "eval": {"is_samples": 40}}
+    cli.check_resume_config(saved, {**saved, "parallel": "pmap", "train": {"num_steps": 99, "learning_rate": 1e-3}, "eval": {"is_samples": 0}})
+    with pytest.raises(ValueError, match=r"seed: 0 -> 1; train\.learning_rate: 0\.001 -> 0\.01"):
+        cli.check_resume_config(saved, {**saved, "seed": 1, "train": {"num_steps": 20, "learning_rate": 1e-2}})
+
+
+def test_eval_and_sample_need_a_checkpoint(capsys, tmp_path):
+    for command in (["eval"], ["sample", "--num", "4"]):
+        code, _, err = _main(capsys, *command, "--config", TINY, "--workdir", str(tmp_path / "empty"))
+        assert code == 1 and "no checkpoint under" in err and err.count("\n") == 1
+    code, _, err = _main(capsys, "sample", "--config", TINY, "--workdir", str(tmp_path), "--num", "0")
+    assert code == 1 and "--num: expected a positive int, got 0" in err
+
+
 def test_resume_refuses_a_changed_config(tiny_run, capsys):
     code, _, err = _main(capsys, "train", "--config", TINY, "--workdir", str(tiny_run), "--config.train.learning_rate=0.5", "--config.train.num_steps=30")
     assert code != 0 and "different config (train.learning_rate: 0.001 -> 0.5)" in err and err.count("\n") == 1
