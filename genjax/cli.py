@@ -110,7 +110,7 @@ def _build(config: Any) -> tuple[Any, Any, Any, Any]:
     )
     key = jax.random.key(config.seed)
     init_key, train_key, _ = jax.random.split(key, 3)
-    state = create_train_state(task.init_params(init_key), optimizer, ema=bool(t.ema_decay))
+    state = create_train_state(task.init_params(init_key), optimizer, ema=bool(t.ema_decay), model_state=task.init_model_state)
     return task, optimizer, state, train_key
 
 
@@ -126,6 +126,7 @@ def _write_json(path: pathlib.Path, obj: Any) -> None:
 
 
 def _restore(config: Any, workdir: pathlib.Path) -> tuple[Any, Any]:
+    """The task of ``config`` and the latest checkpointed state in ``workdir``."""
     from genjax.train import Checkpointer
 
     task, _, state, _ = _build(config)
@@ -134,6 +135,27 @@ def _restore(config: Any, workdir: pathlib.Path) -> tuple[Any, Any]:
     if restored is None:
         raise FileNotFoundError(f"--workdir: no checkpoint under '{ckpt_dir}'; run 'genjax train' with this workdir first")
     return task, restored[0]
+
+
+def load_run(workdir: str | pathlib.Path) -> tuple[Any, Any, Any]:
+    """Loads a finished or interrupted run for analysis scripts.
+
+    Args:
+      workdir: a ``genjax train`` workdir (holding ``config.json`` and ``checkpoints/``).
+
+    Returns:
+      ``(config, task, state)``: the run's resolved config, its task and the latest
+      checkpointed state (host-side).
+    """
+    import ml_collections
+
+    workdir = pathlib.Path(workdir)
+    config_path = workdir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"workdir: no config.json in '{workdir}'; is it a 'genjax train' workdir?")
+    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+    task, state = _restore(config, workdir)
+    return config, task, state
 
 
 def _final_outputs(config: Any, task: Any, state: Any, workdir: pathlib.Path) -> dict[str, Any]:

@@ -20,27 +20,40 @@ class TrainState:
       params: model parameters.
       opt_state: optax optimiser state.
       ema_params: exponential moving average of the parameters, or None.
+      model_state: state a loss carries between steps that is not trained by the
+        optimiser (e.g. the moving-average baseline of a score-function estimator), or
+        None for the plain ``loss(params, batch, keys)`` contract; see ``make_update``.
     """
 
     step: jax.Array
     params: chex.ArrayTree
     opt_state: optax.OptState
     ema_params: Any = None
+    model_state: Any = None
 
 
-def create_train_state(params: chex.ArrayTree, optimizer: optax.GradientTransformation, *, ema: bool = False) -> TrainState:
+def create_train_state(
+    params: chex.ArrayTree,
+    optimizer: optax.GradientTransformation,
+    *,
+    ema: bool = False,
+    model_state: chex.ArrayTree | None = None,
+) -> TrainState:
     """Builds the initial state: step 0, fresh optimiser state, EMA initialised to params.
 
     Args:
       params: initial parameters.
       optimizer: the optax transformation that the step will apply.
       ema: whether to keep an exponential moving average of the parameters.
+      model_state: the initial state of a stateful loss (a pytree, possibly ``{}``), or
+        None for a plain loss.
     """
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         opt_state=optimizer.init(params),
         ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+        model_state=model_state,
     )
 
 

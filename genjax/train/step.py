@@ -32,7 +32,7 @@ from genjax.train.state import TrainState
 
 Batch = dict[str, Any]
 Metrics = dict[str, jax.Array]
-LossFn = Callable[[Any, Batch, jax.Array], tuple[jax.Array, Metrics]]
+LossFn = Callable[..., Any]
 UpdateFn = Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]
 
 BACKENDS = ("jit", "pmap")
@@ -53,9 +53,23 @@ def make_update(
 ) -> UpdateFn:
     """Builds the pure update ``update(state, batch, keys) -> (state, metrics)``.
 
+    A loss comes in one of two forms, chosen by the state it is used with:
+
+    * plain, for a state whose ``model_state`` is None:
+      ``loss(params, batch, keys) -> (scalar loss, metrics)``;
+    * stateful, for a state with a ``model_state`` pytree (``{}`` when only the step is
+      needed): ``loss(params, batch, keys, step=step, model_state=model_state) ->
+      (scalar loss, (metrics, new_model_state))``. ``step`` is the number of updates so
+      far (a traced int32), for schedules such as an annealed temperature;
+      ``new_model_state`` is carried to the next step without being differentiated.
+      Under ``pmap`` its floating leaves are averaged over devices, which for a batch
+      mean or a moving average of batch means equals the single-device value.
+
+    Both are averaged over the examples of ``batch``; ``keys`` holds one PRNG key per
+    example.
+
     Args:
-      loss_fn: ``loss(params, batch, keys) -> (scalar loss, metrics)`` averaged over the
-        examples of ``batch``; ``keys`` holds one PRNG key per example.
+      loss_fn: the loss, in one of the forms above.
       optimizer: optax transformation.
       ema_decay: if set, ``ema_params`` is updated as
         ``decay * ema + (1 - decay) * params`` after each step.
@@ -70,11 +84,22 @@ def make_update(
         raise ValueError(f"ema_decay: expected a float in [0, 1), got {ema_decay}")
 
     def update(state: TrainState, batch: Batch, keys: jax.Array) -> tuple[TrainState, Metrics]:
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, keys)
+        model_state = state.model_state
+        if model_state is None:
+            (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, keys)
+        else:
+            def stateful(params: Any) -> tuple[jax.Array, tuple[Metrics, Any]]:
+                return loss_fn(params, batch, keys, step=state.step, model_state=state.model_state)
+
+            (loss, (metrics, model_state)), grads = jax.value_and_grad(stateful, has_aux=True)(state.params)
+            model_state = jax.lax.stop_gradient(model_state)
         metrics = {"loss": loss, **metrics}
         if axis_name is not None:
             grads = jax.lax.pmean(grads, axis_name)
             metrics = jax.lax.pmean(metrics, axis_name)
+            model_state = jax.tree.map(
+                lambda x: jax.lax.pmean(x, axis_name) if jnp.issubdtype(x.dtype, jnp.floating) else x, model_state
+            )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = state.ema_params
@@ -87,7 +112,9 @@ def make_update(
             ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
         metrics["grad_norm"] = optax.tree.norm(grads)
         metrics["param_norm"] = optax.tree.norm(params)
-        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
+        new_state = state.replace(
+            step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema, model_state=model_state
+        )
         return new_state, metrics
 
     return update
