@@ -1,0 +1,388 @@
+"""Gradient estimators for discrete latent variables.
+
+Gumbel-softmax and straight-through Gumbel-softmax: Jang, Gu & Poole, "Categorical
+Reparameterization with Gumbel-Softmax", arXiv:1611.01144, eqs. (1)-(2); the binary case is
+the Binary Concrete of Maddison, Mnih & Teh, arXiv:1611.00712. Plain straight-through:
+Bengio et al., arXiv:1308.3432, slope-annealed as in Chung et al., arXiv:1609.01704.
+Score function: REINFORCE (Williams, 1992).
+
+A logit of ``-inf`` masks a class (never sampled, zero probability, zero gradient). Values
+and gradients stay NaN-free for masked classes and logits of +-1e4 while one class is finite.
+Arithmetic runs in float32 (float64 under x64) and results come back in the input's floating
+dtype. Samplers take one key; batch them with ``jax.vmap`` over split keys.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+__all__ = [
+    "sample_gumbel", "gumbel_softmax", "relaxed_bernoulli", "straight_through_categorical",
+    "straight_through_bernoulli", "gumbel_softmax_log_prob", "relaxed_bernoulli_log_prob",
+    "categorical_kl_uniform", "bernoulli_kl", "categorical_log_prob", "bernoulli_log_prob_logits",
+    "temperature_schedule", "score_function_surrogate", "ema_baseline_update",
+]  # fmt: skip
+
+ArrayLike = jax.typing.ArrayLike
+_TRACED = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError)
+
+
+def _concrete(x: ArrayLike) -> np.ndarray | None:
+    """The value of ``x`` if known at trace time, else None."""
+    try:
+        return np.asarray(x)
+    except _TRACED:
+        return None
+
+
+def _check_key(key: jax.Array) -> None:
+    """Accepts one typed key of shape () or one legacy uint32 key of shape (2,)."""
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
+    if not ((typed and shape == ()) or (dtype == jnp.uint32 and shape == (2,))):
+        raise ValueError(
+            "key: expected a single PRNG key (jax.random.key, shape ()) or a legacy uint32 key of "
+            f"shape (2,); got dtype {dtype} and shape {shape}. For a batch, jax.vmap over split keys."
+        )
+
+
+def _check_temperature(temperature: ArrayLike) -> None:
+    """A scalar; positive when its value is known (a traced temperature cannot be checked)."""
+    if jnp.ndim(temperature) != 0:
+        raise ValueError(f"temperature: expected a scalar, got shape {jnp.shape(temperature)}")
+    value = _concrete(temperature)
+    if value is not None and not value > 0:
+        raise ValueError(f"temperature: expected a positive number, got {value}")
+
+
+def _floating(x: ArrayLike, name: str) -> jax.Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"{name}: expected a floating dtype, got {x.dtype}")
+    return x
+
+
+def _categorical_logits(logits: ArrayLike, axis: int) -> tuple[jax.Array, int]:
+    """Validates categorical logits; returns them and the non-negative class axis."""
+    logits = _floating(logits, "logits")
+    if logits.ndim == 0:
+        raise ValueError("logits: expected at least one (class) dimension, got a scalar")
+    if not isinstance(axis, (int, np.integer)) or not -logits.ndim <= axis < logits.ndim:
+        raise ValueError(f"axis: expected an int in [{-logits.ndim}, {logits.ndim}), got {axis}")
+    axis %= logits.ndim
+    if logits.shape[axis] < 2:
+        raise ValueError(f"logits: class axis {axis} must have size >= 2, got shape {logits.shape}")
+    return logits, axis
+
+
+def _compute_dtype(dtype: jnp.dtype) -> jnp.dtype:
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _masked_log_softmax(x: jax.Array, mask: jax.Array, axis: int, temperature: ArrayLike = 1.0) -> jax.Array:
+    """log_softmax(x / temperature) over the entries where ``mask`` holds; 0 elsewhere.
+
+    Double ``where``: masked entries never reach the division, ``exp`` or a difference of
+    infinities, so their gradients (also the temperature's) are exact zeros, not NaN.
+    """
+    x = jnp.where(mask, x, 0.0) / temperature
+    shift = lax.stop_gradient(jnp.max(jnp.where(mask, x, -jnp.inf), axis=axis, keepdims=True))
+    shifted = jnp.where(mask, x - shift, 0.0)
+    lse = jnp.log(jnp.sum(jnp.where(mask, jnp.exp(shifted), 0.0), axis=axis, keepdims=True))
+    return jnp.where(mask, shifted - lse, 0.0)
+
+
+def _masked_softmax(x: jax.Array, mask: jax.Array, axis: int, temperature: ArrayLike = 1.0) -> jax.Array:
+    return jnp.where(mask, jnp.exp(_masked_log_softmax(x, mask, axis, temperature)), 0.0)
+
+
+@jax.custom_jvp
+def _straight_through(soft: jax.Array, hard: jax.Array) -> jax.Array:
+    """Returns ``hard`` exactly, with the tangent (hence gradient) of ``soft``."""
+    del soft
+    return hard
+
+
+@_straight_through.defjvp
+def _straight_through_jvp(primals, tangents):
+    soft_dot, _ = tangents
+    return primals[1], soft_dot
+
+
+def sample_gumbel(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> jax.Array:
+    """Standard Gumbel(0, 1) noise, g = -log(-log u) with u ~ U(0, 1) (arXiv:1611.01144, sec. 2)."""
+    _check_key(key)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype: expected a floating dtype, got {jnp.dtype(dtype)}")
+    return jax.random.gumbel(key, shape, dtype)
+
+
+def _categorical_noise(key, logits, temperature, axis):
+    """Validates a categorical sampler's arguments. Returns logits and logits + Gumbel noise in
+    the compute dtype, the finite-class mask, the non-negative axis and tau."""
+    _check_key(key)
+    _check_temperature(temperature)
+    logits, axis = _categorical_logits(logits, axis)
+    cdt = _compute_dtype(logits.dtype)
+    x = logits.astype(cdt)
+    return x, x + sample_gumbel(key, logits.shape, cdt), logits != -jnp.inf, axis, jnp.asarray(temperature, cdt)
+
+
+def gumbel_softmax(
+    key: jax.Array, logits: ArrayLike, *, temperature: ArrayLike, hard: bool = False, axis: int = -1
+) -> jax.Array:
+    """A Gumbel-softmax (Concrete) sample, Jang et al., arXiv:1611.01144, eq. (1).
+
+    y_i = exp((log pi_i + g_i) / tau) / sum_j exp((log pi_j + g_j) / tau), g_i ~ Gumbel(0, 1).
+    With ``hard=True`` this is the straight-through Gumbel-softmax of section 2.2: the value
+    is exactly one_hot(argmax y), and the gradient is that of the relaxed y.
+
+    Args:
+      key: a single PRNG key; vmap over split keys for independent batches.
+      logits: unnormalised log-probabilities log pi (+ any constant); ``-inf`` masks a class.
+      temperature: tau > 0, a scalar (may be traced).
+      hard: return the straight-through one-hot instead of the relaxed sample.
+      axis: the class axis.
+
+    Returns:
+      An array of the shape and dtype of ``logits``, on the simplex along ``axis``.
+    """
+    _, noisy, mask, axis, tau = _categorical_noise(key, logits, temperature, axis)
+    soft, dtype = _masked_softmax(noisy, mask, axis, tau), jnp.asarray(logits).dtype
+    out = soft.astype(dtype)
+    if hard:
+        one_hot = jax.nn.one_hot(jnp.argmax(soft, axis=axis), soft.shape[axis], dtype=dtype, axis=axis)
+        out = _straight_through(out, one_hot)
+    chex.assert_shape(out, jnp.shape(logits))
+    return out
+
+
+def _noisy_logits(key, logits, temperature) -> tuple[jax.Array, jax.Array]:
+    """Validated logistic-noised logits z = l + log u - log(1 - u), and tau, in the compute dtype."""
+    _check_key(key)
+    _check_temperature(temperature)
+    logits = _floating(logits, "logits")
+    cdt = _compute_dtype(logits.dtype)
+    noisy = logits.astype(cdt) + jax.random.logistic(key, logits.shape, cdt)
+    return noisy, jnp.asarray(temperature, cdt)
+
+
+def relaxed_bernoulli(key: jax.Array, logits: ArrayLike, *, temperature: ArrayLike, hard: bool = False) -> jax.Array:
+    """A Binary Concrete (relaxed Bernoulli) sample, Maddison et al., arXiv:1611.00712.
+
+    y = sigmoid((l + log u - log(1 - u)) / tau), u ~ U(0, 1), elementwise over ``logits``.
+    With ``hard=True`` the value is exactly 1[y > 1/2] ~ Bernoulli(sigmoid(l)) and the
+    gradient is that of y (the binary straight-through Gumbel-softmax, arXiv:1611.01144).
+
+    Args:
+      key: a single PRNG key.
+      logits: Bernoulli logits l = log(p / (1 - p)), any shape.
+      temperature: tau > 0, a scalar (may be traced).
+      hard: return the straight-through {0, 1} sample.
+
+    Returns:
+      An array of the shape and dtype of ``logits`` in [0, 1].
+    """
+    noisy, tau = _noisy_logits(key, logits, temperature)
+    soft, dtype = jax.nn.sigmoid(noisy / tau), jnp.asarray(logits).dtype
+    out = soft.astype(dtype)
+    if hard:
+        out = _straight_through(out, (soft > 0.5).astype(dtype))
+    chex.assert_shape(out, jnp.shape(logits))
+    return out
+
+
+def straight_through_categorical(
+    key: jax.Array, logits: ArrayLike, *, temperature: ArrayLike = 1.0, axis: int = -1
+) -> jax.Array:
+    """Straight-through one-hot sample (Bengio et al., arXiv:1308.3432; "ST" in arXiv:1611.01144).
+
+    The value is an exact one-hot draw from Categorical(softmax(logits)) by the Gumbel-max
+    trick; the gradient is that of softmax(logits / tau). tau = 1 is plain ST; an annealed
+    tau is slope-annealed ST (Chung et al., arXiv:1609.01704).
+
+    Args:
+      key: a single PRNG key.
+      logits: unnormalised log-probabilities; ``-inf`` masks a class.
+      temperature: tau > 0 of the backward softmax, a scalar (may be traced).
+      axis: the class axis.
+
+    Returns:
+      A one-hot array of the shape and dtype of ``logits``.
+    """
+    x, noisy, mask, axis, tau = _categorical_noise(key, logits, temperature, axis)
+    dtype = jnp.asarray(logits).dtype
+    index = jnp.argmax(jnp.where(mask, noisy, -jnp.inf), axis=axis)  # Gumbel-max: exact sample
+    one_hot = jax.nn.one_hot(index, x.shape[axis], dtype=dtype, axis=axis)
+    return _straight_through(_masked_softmax(x, mask, axis, tau).astype(dtype), one_hot)
+
+
+def straight_through_bernoulli(key: jax.Array, logits: ArrayLike, *, temperature: ArrayLike = 1.0) -> jax.Array:
+    """Straight-through Bernoulli sample (Bengio et al., arXiv:1308.3432).
+
+    The value is an exact draw z ~ Bernoulli(sigmoid(logits)) in {0, 1}; the gradient is
+    that of sigmoid(logits / tau) (slope annealing, Chung et al., arXiv:1609.01704).
+
+    Args:
+      key: a single PRNG key.
+      logits: Bernoulli logits, any shape.
+      temperature: tau > 0 of the backward sigmoid, a scalar (may be traced).
+
+    Returns:
+      A {0, 1} array of the shape and dtype of ``logits``.
+    """
+    noisy, tau = _noisy_logits(key, logits, temperature)
+    logits = jnp.asarray(logits)
+    soft = jax.nn.sigmoid(logits.astype(tau.dtype) / tau).astype(logits.dtype)
+    return _straight_through(soft, (noisy > 0).astype(logits.dtype))
+
+
+def _log_clamped(x: jax.Array) -> jax.Array:
+    """log(x) with x clamped to the smallest normal float, so underflowed samples stay finite."""
+    return jnp.log(jnp.maximum(x, jnp.finfo(x.dtype).tiny))
+
+
+def _density_args(y: ArrayLike, logits: jax.Array, temperature: ArrayLike):
+    _check_temperature(temperature)
+    y = _floating(y, "y")
+    if y.shape != logits.shape:
+        raise ValueError(f"y: expected the shape of logits {logits.shape}, got {y.shape}")
+    cdt = _compute_dtype(jnp.result_type(y, logits))
+    return y.astype(cdt), logits.astype(cdt), jnp.asarray(temperature, cdt), jnp.result_type(y, logits)
+
+
+def gumbel_softmax_log_prob(y: ArrayLike, logits: ArrayLike, *, temperature: ArrayLike, axis: int = -1) -> jax.Array:
+    """Log-density of the Gumbel-softmax distribution, Jang et al., arXiv:1611.01144, eq. (2).
+
+    p(y) = Gamma(k) tau^(k-1) (sum_i pi_i / y_i^tau)^(-k) prod_i pi_i / y_i^(tau+1), with
+    respect to Lebesgue measure on the first k-1 coordinates of the simplex, computed in log
+    space with a logsumexp. Masked classes (logit ``-inf``) are absent: k counts the finite
+    classes only and their ``y`` entries are ignored. Entries of ``y`` that underflowed to
+    0 are clamped to the smallest normal float.
+
+    Args:
+      y: points on the simplex, the shape of ``logits``.
+      logits: unnormalised log pi; ``-inf`` masks a class.
+      temperature: tau > 0, a scalar.
+      axis: the class axis, reduced over.
+
+    Returns:
+      log p(y), of shape ``logits.shape`` without ``axis``.
+    """
+    logits, axis = _categorical_logits(logits, axis)
+    y, x, tau, dtype = _density_args(y, logits, temperature)
+    mask = logits != -jnp.inf
+    log_pi = _masked_log_softmax(x, mask, axis)
+    log_y = _log_clamped(jnp.where(mask, y, 1.0))
+    k = jnp.sum(mask, axis=axis, dtype=x.dtype)
+    lse = jax.nn.logsumexp(jnp.where(mask, log_pi - tau * log_y, 0.0), axis=axis, where=mask)
+    total = jnp.sum(jnp.where(mask, log_pi - (tau + 1.0) * log_y, 0.0), axis=axis)
+    out = lax.lgamma(k) + (k - 1.0) * jnp.log(tau) - k * lse + total
+    return out.astype(dtype)
+
+
+def relaxed_bernoulli_log_prob(y: ArrayLike, logits: ArrayLike, *, temperature: ArrayLike) -> jax.Array:
+    """Elementwise log-density of the Binary Concrete, Maddison et al., arXiv:1611.00712.
+
+    p(y) = tau a y^(-tau-1) (1-y)^(-tau-1) / (a y^(-tau) + (1-y)^(-tau))^2 with a = exp(l);
+    equal to ``gumbel_softmax_log_prob`` of (1-y, y) with logits (0, l).
+    """
+    logits = _floating(logits, "logits")
+    y, x, tau, dtype = _density_args(y, logits, temperature)
+    log_y, log_1my = _log_clamped(y), _log_clamped(1.0 - y)
+    out = jnp.log(tau) + x - (tau + 1.0) * (log_y + log_1my) - 2.0 * jnp.logaddexp(x - tau * log_y, -tau * log_1my)
+    return out.astype(dtype)
+
+
+def categorical_kl_uniform(logits: ArrayLike, *, axis: int = -1) -> jax.Array:
+    """KL(Cat(softmax(logits)) || Uniform(k)) = sum_i p_i log p_i + log k, reduced over ``axis``.
+
+    The KL term of the categorical VAE ELBO (arXiv:1611.01144, sec. 4.3). k counts the
+    finite classes; masked ones contribute 0 log 0 = 0.
+    """
+    logits, axis = _categorical_logits(logits, axis)
+    x, mask = logits.astype(_compute_dtype(logits.dtype)), logits != -jnp.inf
+    log_p = _masked_log_softmax(x, mask, axis)
+    neg_entropy = jnp.sum(jnp.where(mask, jnp.exp(log_p) * log_p, 0.0), axis=axis)
+    return (neg_entropy + jnp.log(jnp.sum(mask, axis=axis, dtype=x.dtype))).astype(logits.dtype)
+
+
+def bernoulli_kl(logits: ArrayLike, prior_logit: ArrayLike = 0.0) -> jax.Array:
+    """Elementwise KL(Bern(sigmoid(logits)) || Bern(sigmoid(prior_logit))), from log-sigmoids."""
+    logits = _floating(logits, "logits")
+    x = logits.astype(_compute_dtype(logits.dtype))
+    prior = jnp.asarray(prior_logit, x.dtype)
+    p = jax.nn.sigmoid(x)
+    kl = p * (jax.nn.log_sigmoid(x) - jax.nn.log_sigmoid(prior))
+    kl += (1.0 - p) * (jax.nn.log_sigmoid(-x) - jax.nn.log_sigmoid(-prior))
+    return kl.astype(logits.dtype)
+
+
+def categorical_log_prob(one_hot: ArrayLike, logits: ArrayLike, *, axis: int = -1) -> jax.Array:
+    """log q(z) = sum_i z_i log softmax(logits)_i of a one-hot sample z, reduced over ``axis``.
+
+    The log q of the score-function estimator. A sample on a masked class gives ``-inf``;
+    samples on finite classes have finite values and gradients.
+    """
+    logits, axis = _categorical_logits(logits, axis)
+    z = _floating(one_hot, "one_hot")
+    if z.shape != logits.shape:
+        raise ValueError(f"one_hot: expected the shape of logits {logits.shape}, got {z.shape}")
+    cdt = _compute_dtype(jnp.result_type(z, logits))
+    mask = logits != -jnp.inf
+    log_p = _masked_log_softmax(logits.astype(cdt), mask, axis)
+    terms = jnp.where(mask, z.astype(cdt) * log_p, jnp.where(z != 0, -jnp.inf, 0.0))
+    return jnp.sum(terms, axis=axis).astype(jnp.result_type(z, logits))
+
+
+def bernoulli_log_prob_logits(z: ArrayLike, logits: ArrayLike) -> jax.Array:
+    """Elementwise log Bern(z; sigmoid(logits)) = z log sigmoid(l) + (1 - z) log sigmoid(-l)."""
+    logits, z = _floating(logits, "logits"), _floating(z, "z")
+    cdt = _compute_dtype(jnp.result_type(z, logits))
+    x, z32 = logits.astype(cdt), z.astype(cdt)
+    out = z32 * jax.nn.log_sigmoid(x) + (1.0 - z32) * jax.nn.log_sigmoid(-x)
+    return out.astype(jnp.result_type(z, logits))
+
+
+def temperature_schedule(
+    step: ArrayLike, *, tau0: float = 1.0, tau_min: float = 0.5, rate: float, every: int = 1
+) -> jax.Array:
+    """Annealed temperature max(tau_min, tau0 exp(-rate t)), t = step rounded down to ``every``.
+
+    The schedule of Jang et al., arXiv:1611.01144, sec. 4.3 (tau = max(0.5, exp(-r t)),
+    updated every N steps). ``step`` may be traced; the result is float32.
+    """
+    for name, value in (("tau0", tau0), ("tau_min", tau_min)):
+        if not value > 0:
+            raise ValueError(f"{name}: expected a positive number, got {value}")
+    if not rate >= 0:
+        raise ValueError(f"rate: expected a non-negative number, got {rate}")
+    if not isinstance(every, (int, np.integer)) or every < 1:
+        raise ValueError(f"every: expected an int >= 1, got {every!r}")
+    t = (jnp.asarray(step) // every * every).astype(jnp.float32)
+    return jnp.maximum(jnp.float32(tau_min), jnp.float32(tau0) * jnp.exp(-jnp.float32(rate) * t))
+
+
+def score_function_surrogate(cost: ArrayLike, log_q: ArrayLike, baseline: ArrayLike) -> jax.Array:
+    """REINFORCE surrogate (Williams, 1992): value ``cost``, gradient grad cost + (cost - b) grad log q.
+
+    Elementwise ``cost + stop_gradient(cost - baseline) * (log_q - stop_gradient(log_q))``.
+    The caller stops gradients through the discrete sample itself; ``log_q`` must be finite.
+    """
+    cost, log_q = jnp.asarray(cost), jnp.asarray(log_q)
+    if cost.shape != log_q.shape:
+        raise ValueError(f"log_q: expected the shape of cost {cost.shape}, got {log_q.shape}")
+    return cost + lax.stop_gradient(cost - baseline) * (log_q - lax.stop_gradient(log_q))
+
+
+def ema_baseline_update(baseline: ArrayLike, value: ArrayLike, *, decay: ArrayLike) -> jax.Array:
+    """Moving-average baseline ``decay * baseline + (1 - decay) * stop_gradient(value)``."""
+    d = _concrete(decay)
+    if d is not None and not (np.all(d >= 0) and np.all(d < 1)):
+        raise ValueError(f"decay: expected a value in [0, 1), got {d}")
+    return decay * jnp.asarray(baseline) + (1.0 - decay) * lax.stop_gradient(value)
+
