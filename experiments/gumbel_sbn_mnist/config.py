@@ -1,0 +1,109 @@
+"""Structured output prediction with stochastic binary networks, Table 1 of Jang, Gu &
+Poole (arXiv:1611.01144): predict the lower half of a binarised MNIST digit from its
+upper half with a 392-200-200-392 network of stochastic units.
+
+Presets, chosen with ``--config experiments/gumbel_sbn_mnist/config.py:PRESET``; the
+estimator is ``--config.model.estimator=NAME`` (score_function, straight_through,
+annealed_straight_through, gumbel_softmax, st_gumbel_softmax):
+
+* ``bernoulli`` (default): two layers of 200 Bernoulli units, each reached by a linear
+  map; Bernoulli pixels for the lower half; Adam 1e-3, batch 100, one sample of the
+  hidden units per example in training, tau = max(0.5, exp(-1e-4 t)) updated every
+  1,000 steps.
+* ``categorical``: the same with 20 categorical variables of 10 classes per layer.
+* ``tiny``: a few steps on generated data, for tests and smoke runs.
+
+The test loss is -log (1/m sum_i p(x_lower | h_i)) with m = ``eval.num_samples`` exact
+samples of the hidden units, averaged over the test set: an estimate of
+-log p(x_lower | x_upper) whose expectation is an upper bound that tightens with m.
+``experiments/gumbel_sbn_mnist/table.py`` runs every estimator at the same budget and
+writes RESULTS.md / results.json with the budget, hardware and wall times.
+"""
+
+import ml_collections
+
+PRESETS = ("bernoulli", "categorical", "tiny")
+
+
+def get_config(preset: str = "bernoulli") -> ml_collections.ConfigDict:
+    """Returns the config of a preset (see the module docstring)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.parallel = "jit"
+    c.num_devices = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "mnist"
+    c.data.source = "offline"
+    c.data.data_dir = ""
+    c.data.binarize = "dynamic"
+    c.data.image_shape = (28, 28, 1)
+    c.data.train_split = "train"
+
+    c.model = ml_collections.ConfigDict()
+    c.model.family = "sbn"
+    c.model.latent = "bernoulli"
+    c.model.num_vars = 200
+    c.model.num_classes = 10
+    c.model.num_layers = 2
+    c.model.train_samples = 1
+    c.model.estimator = "gumbel_softmax"
+    c.model.tau0 = 1.0
+    c.model.tau_min = 0.5
+    c.model.anneal_rate = 1e-4
+    c.model.anneal_every = 1000
+    c.model.baseline_decay = 0.9
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 20_000
+    c.train.batch_size = 100
+    c.train.log_every = 100
+    c.train.checkpoint_every = 5000
+    c.train.keep_checkpoints = 2
+    c.train.eval_every = 5000
+    c.train.optimizer = "adam"
+    c.train.learning_rate = 1e-3
+    c.train.schedule = "constant"
+    c.train.warmup_steps = 0
+    c.train.decay_steps = 0
+    c.train.grad_clip = 0.0
+    c.train.b1 = 0.9
+    c.train.b2 = 0.999
+    c.train.eps = 1e-8
+    c.train.ema_decay = 0.0
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.split = "test"
+    c.eval.num_examples = 0
+    c.eval.batch_size = 100
+    c.eval.num_samples = 1000
+    c.eval.quick_samples = 10
+    c.eval.chunk = 100
+    c.eval.num_grid = 100
+
+    if preset == "bernoulli":
+        pass
+    elif preset == "categorical":
+        c.model.latent = "categorical"
+        c.model.num_vars = 20
+    elif preset == "tiny":
+        c.data.source = "synthetic"
+        c.model.latent = "categorical"
+        c.model.num_vars = 3
+        c.model.num_classes = 4
+        c.model.anneal_every = 5
+        c.model.anneal_rate = 0.1
+        c.train.num_steps = 12
+        c.train.batch_size = 16
+        c.train.log_every = 4
+        c.train.checkpoint_every = 6
+        c.train.eval_every = 6
+        c.eval.num_examples = 64
+        c.eval.batch_size = 32
+        c.eval.num_samples = 8
+        c.eval.quick_samples = 4
+        c.eval.chunk = 4
+        c.eval.num_grid = 16
+    else:
+        raise ValueError(f"preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+    return c

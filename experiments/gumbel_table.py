@@ -1,0 +1,143 @@
+"""Runs one row of Table 1 of Jang, Gu & Poole (arXiv:1611.01144) per estimator and
+writes the experiment's results.json and the table in its RESULTS.md.
+
+    python experiments/gumbel_table.py --experiment gumbel_vae_mnist --steps 20000
+    python experiments/gumbel_table.py --experiment gumbel_sbn_mnist --steps 20000
+
+Every (preset, estimator) pair is trained with ``genjax train`` in its own workdir
+under ``--runs`` with the same number of steps, so a killed table resumes where it
+stopped. The numbers are read from each run's ``eval.json``; nothing is typed in.
+Arguments of the form ``--config.a.b=v`` are passed on to every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import shlex
+import sys
+
+from genjax import cli
+
+HERE = pathlib.Path(__file__).resolve().parent
+ESTIMATORS = ("score_function", "straight_through", "annealed_straight_through", "gumbel_softmax", "st_gumbel_softmax")
+PRESETS = {"gumbel_vae_mnist": ("categorical", "bernoulli"), "gumbel_sbn_mnist": ("bernoulli", "categorical")}
+MODEL_NAMES = {"gumbel_vae_mnist": "vae", "gumbel_sbn_mnist": "sbn"}
+# Table 1 of the paper (test loss; ../shared/ANCHORS.md). DARN and MuProp are not
+# implemented here and are listed only for reference.
+PAPER = {
+    "sbn_bernoulli": {"score_function": 72.0, "darn": 59.7, "muprop": 58.9, "straight_through": 58.9, "annealed_straight_through": 58.7, "gumbel_softmax": 58.5, "st_gumbel_softmax": 59.3},
+    "sbn_categorical": {"score_function": 73.1, "darn": 67.9, "muprop": 63.0, "straight_through": 61.8, "annealed_straight_through": 61.1, "gumbel_softmax": 59.0, "st_gumbel_softmax": 59.7},
+    "vae_bernoulli": {"score_function": 112.2, "darn": 110.9, "muprop": 109.7, "straight_through": 116.0, "annealed_straight_through": 111.5, "gumbel_softmax": 105.0, "st_gumbel_softmax": 111.5},
+    "vae_categorical": {"score_function": 110.6, "darn": 128.8, "muprop": 107.0, "straight_through": 110.9, "annealed_straight_through": 107.8, "gumbel_softmax": 101.5, "st_gumbel_softmax": 107.8},
+}
+TABLE_BEGIN, TABLE_END = "<!-- table:begin -->", "<!-- table:end -->"
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, or the platform's machine name."""
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def train_args(experiment: str, preset: str, estimator: str, steps: int, workdir: pathlib.Path, extra: list[str]) -> list[str]:
+    """The ``genjax`` arguments that train one row."""
+    return [
+        "train",
+        "--config", f"{HERE / experiment / 'config.py'}:{preset}",
+        "--workdir", str(workdir),
+        f"--config.model.estimator={estimator}",
+        f"--config.train.num_steps={steps}",
+        *extra,
+    ]
+
+
+def row(experiment: str, preset: str, estimator: str, workdir: pathlib.Path) -> dict:
+    """One results.json row from a finished run's eval.json and config.json."""
+    evaluation = json.loads((workdir / "eval.json").read_text())
+    config = json.loads((workdir / "config.json").read_text())
+    model = f"{MODEL_NAMES[experiment]}_{config['model']['latent']}"
+    return {
+        "model": model,
+        "estimator": estimator,
+        "test_loss": round(evaluation["test_loss"], 3),
+        "test_loss_stderr": round(evaluation["test_loss_stderr"], 3),
+        "eval_samples": evaluation["eval_samples"],
+        "steps": evaluation["step"],
+        "wall_time_s": round(evaluation["train_wall_time_s"], 1),
+        "paper_test_loss": PAPER[model][estimator],
+        "preset": preset,
+    }
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Our test loss beside the paper's, one line per model and estimator."""
+    lines = [
+        "| model | estimator | ours (test loss +- s.e.) | paper | steps | train wall time |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['estimator']} | {r['test_loss']:.2f} +- {r['test_loss_stderr']:.2f} | "
+            f"{r['paper_test_loss']:.1f} | {r['steps']:,} | {r['wall_time_s'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def write_results(folder: pathlib.Path, rows: list[dict], command: str) -> None:
+    """Writes results.json and replaces the table between the markers of RESULTS.md."""
+    results = {"rows": rows, "command": command, "hardware": f"{cpu_name()}, {os.cpu_count()} cores, CPU only"}
+    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    report = folder / "RESULTS.md"
+    table = f"{TABLE_BEGIN}\n{markdown_table(rows)}\n{TABLE_END}"
+    text = report.read_text() if report.exists() else f"# {folder.name}\n\n{TABLE_BEGIN}\n{TABLE_END}\n"
+    if TABLE_BEGIN not in text:
+        text += f"\n{TABLE_BEGIN}\n{TABLE_END}\n"
+    head, rest = text.split(TABLE_BEGIN, 1)
+    tail = rest.split(TABLE_END, 1)[1]
+    report.write_text(head + table + tail)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", required=True, choices=sorted(PRESETS))
+    parser.add_argument("--steps", type=int, required=True, help="training steps of every run")
+    parser.add_argument("--runs", default="runs", help="folder of the runs' workdirs")
+    parser.add_argument("--presets", nargs="*", help="presets to run (default: both of the experiment's)")
+    parser.add_argument("--estimators", nargs="*", default=list(ESTIMATORS), choices=ESTIMATORS)
+    parser.add_argument("--report-only", action="store_true", help="collect finished runs without training")
+    parser.add_argument("--out", help="where results.json and RESULTS.md go (default: the experiment's folder)")
+    args, extra = parser.parse_known_args(argv)
+    bad = [a for a in extra if not a.startswith("--config.")]
+    if bad:
+        parser.error(f"unrecognised arguments {bad}: only --config.a.b=v overrides are passed on to the runs")
+    if args.steps <= 0:
+        parser.error(f"--steps: expected a positive int, got {args.steps}")
+    presets = args.presets or PRESETS[args.experiment]
+    rows = []
+    for preset in presets:
+        for estimator in args.estimators:
+            workdir = pathlib.Path(args.runs) / args.experiment / f"{preset}_{estimator}"
+            if not args.report_only:
+                cmd = train_args(args.experiment, preset, estimator, args.steps, workdir, extra)
+                print("$ genjax", shlex.join(cmd), flush=True)
+                code = cli.main(cmd)
+                if code:
+                    return code
+            if (workdir / "eval.json").exists():
+                rows.append(row(args.experiment, preset, estimator, workdir))
+    command = "python " + shlex.join(["experiments/gumbel_table.py", "--experiment", args.experiment, "--steps", str(args.steps), *extra])
+    write_results(pathlib.Path(args.out) if args.out else HERE / args.experiment, rows, command)
+    print(markdown_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The VAE family (``model.family = "vae"``): Kingma & Welling, arXiv 1312.6114."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genjax import viz
+from genjax.data import Batcher
+from genjax.models import vae as vae_lib
+from genjax.tasks.base import Params, Task, batched_mean, binarizer, check_common, eval_images, load_split
+
+
+def build_vae_task(config: ml_collections.ConfigDict) -> Task:
+    """The VAE family (``model.family = "vae"``); see ``genjax.models.vae``."""
+    m = config.model
+    image_shape = tuple(config.data.image_shape)
+    if len(image_shape) != 3 or min(image_shape) <= 0:
+        raise ValueError(f"data.image_shape: expected (height, width, channels) of positive ints, got {image_shape}")
+    check_common(config)
+    ev = config.eval
+    if ev.is_samples < 0 or (ev.is_samples and (ev.is_chunk <= 0 or ev.is_samples % ev.is_chunk)):
+        raise ValueError(f"eval.is_samples: expected 0 or a positive multiple of eval.is_chunk={ev.is_chunk}, got {ev.is_samples}")
+    model = vae_lib.VAE(
+        latent_dim=m.latent_dim,
+        data_shape=image_shape,
+        hidden=tuple(m.hidden),
+        architecture=m.architecture,
+        likelihood=m.likelihood,
+        activation=m.activation,
+    )
+    train_images = load_split(config, config.data.train_split).images
+    batcher = Batcher({"image": train_images}, config.train.batch_size, config.seed, transform=binarizer(config.data.binarize))
+    eval_cache: dict[str, np.ndarray] = {}
+
+    def test_images() -> np.ndarray:
+        if "images" not in eval_cache:
+            eval_cache["images"] = eval_images(config)
+        return eval_cache["images"]
+
+    elbo_fn = jax.jit(jax.vmap(lambda p, x, k: vae_lib.elbo(model, p, x, k, 1).elbo, in_axes=(None, 0, 0)))
+    is_fn = jax.jit(
+        jax.vmap(
+            lambda p, x, k: vae_lib.log_marginal_likelihood(model, p, x, k, config.eval.is_samples, config.eval.is_chunk),
+            in_axes=(None, 0, 0),
+        )
+    )
+
+    def evaluate(params: Params, key: jax.Array, full: bool) -> dict[str, float]:
+        images = test_images()
+        bs = config.eval.batch_size
+        split = config.eval.split
+        elbo, elbo_se = batched_mean(lambda x, k: elbo_fn(params, x, k), images, key, bs, "eval elbo")
+        out = {f"{split}_elbo": elbo, f"{split}_elbo_stderr": elbo_se, "num_examples": int(images.shape[0])}
+        if full and config.eval.is_samples:
+            ll, ll_se = batched_mean(lambda x, k: is_fn(params, x, k), images, jax.random.fold_in(key, 1), bs, f"eval IS k={config.eval.is_samples}")
+            out.update({f"{split}_nll_is{config.eval.is_samples}": -ll, f"{split}_nll_stderr": ll_se, "is_samples": int(config.eval.is_samples)})
+        return out
+
+    def sample(params: Params, key: jax.Array, num: int) -> np.ndarray:
+        return np.asarray(jax.jit(lambda p, k: vae_lib.sample(model, p, k, num))(params, key))
+
+    def figures(params: Params, key: jax.Array, workdir: pathlib.Path) -> list[pathlib.Path]:
+        images = test_images()[:32]
+        recon = np.asarray(vae_lib.reconstruct(model, params, jnp.asarray(images)))
+        pairs = np.stack([images, recon], axis=1).reshape((-1,) + images.shape[1:])
+        paths = [viz.save_image_grid(workdir / "reconstructions.png", pairs, ncols=16)]
+        if m.latent_dim == 2:
+            manifold = np.asarray(vae_lib.latent_manifold(model, params, 20))
+            paths.append(viz.save_image_grid(workdir / "manifold.png", manifold, ncols=20))
+        return paths
+
+    return Task(
+        init_params=lambda key: model.init(key, jnp.zeros((1,) + image_shape, jnp.float32)),
+        loss_fn=vae_lib.make_loss(model, num_samples=m.num_samples, iwae_samples=m.iwae_samples),
+        batches=batcher.batch,
+        evaluate=evaluate,
+        sample=sample,
+        figures=figures,
+        steps_per_epoch=batcher.steps_per_epoch,
+    )
