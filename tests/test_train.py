@@ -9,9 +9,13 @@ import numpy as np
 import optax
 import pytest
 
+from genjax.train.checkpoint import CheckpointError
+from genjax.train.state import LegacyTrainState
+
 from genjax.models import vae as V
 from genjax.train import (
     Checkpointer,
+    TrainState,
     MetricsWriter,
     TrainingDivergedError,
     build_train_step,
@@ -181,6 +185,27 @@ def test_checkpoint_whose_bytes_disagree_with_its_digest_is_rejected(tmp_path, c
     state, _ = ckpt.restore_latest(good)
     assert int(state.step) == 0
     assert "digest does not match" in caplog.text
+
+
+def test_checkpoints_from_before_model_state_still_restore(tmp_path):
+    """Checkpoints written by the 4-field TrainState of earlier versions load as is."""
+    good = create_train_state(_params(), OPT, ema=True)
+    legacy = LegacyTrainState(step=good.step + 3, params=good.params, opt_state=good.opt_state, ema_params=good.ema_params)
+    Checkpointer(tmp_path / "ckpt").save(legacy)
+    state, meta = Checkpointer(tmp_path / "ckpt").restore_latest(good)
+    assert isinstance(state, TrainState) and state.model_state is None and int(state.step) == 3
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(good.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoint_of_another_layout_is_an_error_and_stays_in_place(tmp_path):
+    stateful = create_train_state(_params(), OPT, model_state={"baseline": jnp.float32(2.0)})
+    Checkpointer(tmp_path / "ckpt").save(stateful)
+    with pytest.raises(CheckpointError, match="model_state"):
+        Checkpointer(tmp_path / "ckpt").restore_latest(create_train_state(_params(), OPT))
+    assert Checkpointer(tmp_path / "ckpt").all_steps() == [0] and not (tmp_path / "ckpt_corrupt").exists()
+    state, _ = Checkpointer(tmp_path / "ckpt").restore_latest(stateful)
+    assert float(state.model_state["baseline"]) == 2.0
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):

@@ -4,11 +4,15 @@ Each checkpoint holds the ``TrainState`` and a JSON record: the run's config, li
 versions and a SHA-256 digest of the state's bytes. Orbax writes each step to a
 temporary folder and renames it when complete, so a run killed mid-save leaves only
 finished checkpoints behind. On restore the digest is checked; a checkpoint that fails
-to load or to verify is reported and the previous one is tried.
+to load or to verify is reported and the previous one is tried. A checkpoint whose
+layout does not match the code (other fields) is an error and is left where it is.
+Checkpoints written before ``TrainState.model_state`` existed are read as states
+without one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import pathlib
@@ -19,7 +23,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from genjax.train.state import TrainState
+from genjax.train.state import LegacyTrainState, TrainState
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,12 @@ class Checkpointer:
             raise ValueError(f"max_to_keep: expected a positive int, got {max_to_keep}")
         self.directory = pathlib.Path(directory).absolute()
         self._options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=self._options)
+        self._manager = self._new_manager()
+
+    def _new_manager(self) -> ocp.CheckpointManager:
+        # Handlers are named up front so that metadata can be read before any save or restore.
+        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+        return ocp.CheckpointManager(self.directory, options=self._options, item_handlers=handlers)
 
     @property
     def quarantine(self) -> pathlib.Path:
@@ -86,7 +95,7 @@ class Checkpointer:
             target, suffix = self.quarantine / f"{step}.{suffix}", suffix + 1
         shutil.move(str(self.directory / str(step)), target)
         self._manager.close()
-        self._manager = ocp.CheckpointManager(self.directory, options=self._options)
+        self._manager = self._new_manager()
         return target
 
     def all_steps(self) -> list[int]:
@@ -116,11 +125,46 @@ class Checkpointer:
             raise FileNotFoundError(f"step: no checkpoint at step {step} in {self.directory} (have {self.all_steps()})")
         return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
 
+    def _saved_layout(self, step: int) -> tuple[set[str], dict[str, tuple[int, ...]]] | None:
+        """The top-level fields saved at ``step`` and the name -> shape of every array,
+        or None if the metadata is unreadable."""
+        try:
+            tree = self._manager.item_metadata(step)["state"].tree
+            return set(tree), {leaf.name: tuple(leaf.shape) for leaf in jax.tree.leaves(tree)}
+        except Exception:  # noqa: BLE001 - unreadable metadata is handled as a corrupt checkpoint
+            return None
+
+    def _target(self, step: int, template: TrainState) -> Any:
+        """The template in the layout saved at ``step`` (the current or the legacy one).
+
+        Raises:
+          CheckpointError: the checkpoint's arrays (names or shapes) differ from the
+            template's: it was written by another model, config or code version.
+        """
+        layout = self._saved_layout(step)
+        if layout is None:
+            return template
+        fields, saved = layout
+        target: Any = template
+        if template.model_state is None and "model_state" not in fields:
+            target = LegacyTrainState(step=template.step, params=template.params, opt_state=template.opt_state, ema_params=template.ema_params)
+        expected = {jax.tree_util.keystr(path, simple=True, separator="."): tuple(np.shape(leaf)) for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]}
+        if saved != expected:
+            missing = sorted(set(expected) - set(saved))[:3]
+            unexpected = sorted(set(saved) - set(expected))[:3]
+            reshaped = sorted(k for k in set(saved) & set(expected) if saved[k] != expected[k])[:3]
+            raise CheckpointError(
+                f"checkpoint {step} in {self.directory} does not fit this run's state (missing {missing}, unexpected "
+                f"{unexpected}, other shapes {reshaped}): it was written by another model, config or code version and was left in place"
+            )
+        return target
+
     def restore_latest(self, template: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
         """Restores the newest checkpoint that loads and verifies.
 
         A checkpoint that fails to load or to verify is moved to ``quarantine`` (so that
-        training can save that step again) and the previous one is tried.
+        training can save that step again) and the previous one is tried. A checkpoint
+        of another layout raises ``CheckpointError`` and is not moved.
 
         Args:
           template: a host-side state with the right structure, shapes and dtypes.
@@ -134,8 +178,9 @@ class Checkpointer:
         steps = self.all_steps()
         if not steps:
             return None
-        abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), template)
         for step in reversed(steps):
+            target = self._target(step, template)
+            abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), target)
             try:
                 restored = self._manager.restore(
                     step,
@@ -144,6 +189,8 @@ class Checkpointer:
                 state, meta = jax.device_get(restored["state"]), restored["meta"]
                 if state_digest(state) != meta.get("digest"):
                     raise CheckpointError(f"checkpoint {step}: state digest does not match its record")
+                if isinstance(state, LegacyTrainState):
+                    state = TrainState(step=state.step, params=state.params, opt_state=state.opt_state, ema_params=state.ema_params)
                 return state, meta
             except Exception as err:  # noqa: BLE001 - any failure to load means "try the previous one"
                 moved = self._set_aside(step)

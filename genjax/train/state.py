@@ -32,6 +32,20 @@ class TrainState:
     model_state: Any = None
 
 
+@struct.dataclass
+class LegacyTrainState:
+    """The on-disk layout of checkpoints written before ``model_state`` existed.
+
+    Only used to read such checkpoints; ``Checkpointer.restore_latest`` converts them to a
+    ``TrainState`` with ``model_state=None``.
+    """
+
+    step: jax.Array
+    params: chex.ArrayTree
+    opt_state: optax.OptState
+    ema_params: Any = None
+
+
 def create_train_state(
     params: chex.ArrayTree,
     optimizer: optax.GradientTransformation,
