@@ -20,10 +20,12 @@ import platform
 import shlex
 import sys
 
+import jax
+
 from genjax import cli
+from genjax.models.gumbel import ESTIMATORS
 
 HERE = pathlib.Path(__file__).resolve().parent
-ESTIMATORS = ("score_function", "straight_through", "annealed_straight_through", "gumbel_softmax", "st_gumbel_softmax")
 PRESETS = {"gumbel_vae_mnist": ("categorical", "bernoulli"), "gumbel_sbn_mnist": ("bernoulli", "categorical")}
 MODEL_NAMES = {"gumbel_vae_mnist": "vae", "gumbel_sbn_mnist": "sbn"}
 # Table 1 of the paper (test loss; ../shared/ANCHORS.md). DARN and MuProp are not
@@ -59,10 +61,17 @@ def train_args(experiment: str, preset: str, estimator: str, steps: int, workdir
     ]
 
 
-def row(experiment: str, preset: str, estimator: str, workdir: pathlib.Path) -> dict:
-    """One results.json row from a finished run's eval.json and config.json."""
+def row(experiment: str, preset: str, estimator: str, workdir: pathlib.Path, steps: int, extra: list[str]) -> dict:
+    """One results.json row from a finished run's eval.json and config.json.
+
+    Raises:
+      ValueError: the run was trained for another number of steps than ``steps``, so it
+        would not have the table's common budget.
+    """
     evaluation = json.loads((workdir / "eval.json").read_text())
     config = json.loads((workdir / "config.json").read_text())
+    if evaluation["step"] != steps:
+        raise ValueError(f"--steps: the run in {workdir} was evaluated at step {evaluation['step']}, not {steps}; every row must have the same budget")
     model = f"{MODEL_NAMES[experiment]}_{config['model']['latent']}"
     return {
         "model": model,
@@ -70,10 +79,12 @@ def row(experiment: str, preset: str, estimator: str, workdir: pathlib.Path) -> 
         "test_loss": round(evaluation["test_loss"], 3),
         "test_loss_stderr": round(evaluation["test_loss_stderr"], 3),
         "eval_samples": evaluation["eval_samples"],
+        "num_examples": evaluation["num_examples"],
         "steps": evaluation["step"],
         "wall_time_s": round(evaluation["train_wall_time_s"], 1),
         "paper_test_loss": PAPER[model][estimator],
         "preset": preset,
+        "train_command": "genjax " + shlex.join(train_args(experiment, preset, estimator, steps, workdir, extra)).replace(str(HERE.parent) + "/", ""),
     }
 
 
@@ -91,10 +102,24 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """Rows of both, a new row replacing an old one of the same model and estimator,
+    ordered by model and then by the order of ``ESTIMATORS``."""
+    merged = {(r["model"], r["estimator"]): r for r in old}
+    merged.update({(r["model"], r["estimator"]): r for r in new})
+    return sorted(merged.values(), key=lambda r: (r["model"], ESTIMATORS.index(r["estimator"])))
+
+
 def write_results(folder: pathlib.Path, rows: list[dict], command: str) -> None:
-    """Writes results.json and replaces the table between the markers of RESULTS.md."""
-    results = {"rows": rows, "command": command, "hardware": f"{cpu_name()}, {os.cpu_count()} cores, CPU only"}
-    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    """Merges ``rows`` into results.json and rewrites the table between the markers of
+    RESULTS.md, so a table can be built over several invocations."""
+    path = folder / "results.json"
+    old = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows = merge_rows(old, rows)
+    device = jax.devices()[0]
+    hardware = f"{cpu_name()}, {os.cpu_count()} cores" if device.platform == "cpu" else f"{device.device_kind} ({device.platform})"
+    results = {"rows": rows, "command": command, "hardware": hardware}
+    path.write_text(json.dumps(results, indent=2) + "\n")
     report = folder / "RESULTS.md"
     table = f"{TABLE_BEGIN}\n{markdown_table(rows)}\n{TABLE_END}"
     text = report.read_text() if report.exists() else f"# {folder.name}\n\n{TABLE_BEGIN}\n{TABLE_END}\n"
@@ -132,10 +157,19 @@ def main(argv: list[str] | None = None) -> int:
                 if code:
                     return code
             if (workdir / "eval.json").exists():
-                rows.append(row(args.experiment, preset, estimator, workdir))
-    command = "python " + shlex.join(["experiments/gumbel_table.py", "--experiment", args.experiment, "--steps", str(args.steps), *extra])
-    write_results(pathlib.Path(args.out) if args.out else HERE / args.experiment, rows, command)
-    print(markdown_table(rows))
+                rows.append(row(args.experiment, preset, estimator, workdir, args.steps, extra))
+    # The command that trains what this invocation reported (never --report-only / --out).
+    words = ["experiments/gumbel_table.py", "--experiment", args.experiment, "--steps", str(args.steps)]
+    if args.runs != "runs":
+        words += ["--runs", args.runs]
+    if args.presets:
+        words += ["--presets", *args.presets]
+    if list(args.estimators) != list(ESTIMATORS):
+        words += ["--estimators", *args.estimators]
+    command = "python " + shlex.join(words + extra)
+    folder = pathlib.Path(args.out) if args.out else HERE / args.experiment
+    write_results(folder, rows, command)
+    print(markdown_table(json.loads((folder / "results.json").read_text())["rows"]))
     return 0
 
 

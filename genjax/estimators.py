@@ -155,8 +155,10 @@ def gumbel_softmax(
     soft, dtype = _masked_softmax(noisy, mask, axis, tau), jnp.asarray(logits).dtype
     out = soft.astype(dtype)
     if hard:
-        one_hot = jax.nn.one_hot(jnp.argmax(soft, axis=axis), soft.shape[axis], dtype=dtype, axis=axis)
-        out = _straight_through(out, one_hot)
+        # The argmax of the noisy logits, not of the rounded soft sample: the exact
+        # Gumbel-max draw, free of ties that rounding could create at small tau.
+        index = jnp.argmax(jnp.where(mask, noisy, -jnp.inf), axis=axis)
+        out = _straight_through(out, jax.nn.one_hot(index, soft.shape[axis], dtype=dtype, axis=axis))
     chex.assert_shape(out, jnp.shape(logits))
     return out
 
@@ -191,7 +193,8 @@ def relaxed_bernoulli(key: jax.Array, logits: ArrayLike, *, temperature: ArrayLi
     soft, dtype = jax.nn.sigmoid(noisy / tau), jnp.asarray(logits).dtype
     out = soft.astype(dtype)
     if hard:
-        out = _straight_through(out, (soft > 0.5).astype(dtype))
+        # noisy > 0 is the exact Bernoulli draw; sigmoid(noisy / tau) > 0.5 can round to 0.5.
+        out = _straight_through(out, (noisy > 0).astype(dtype))
     chex.assert_shape(out, jnp.shape(logits))
     return out
 
@@ -301,7 +304,7 @@ def relaxed_bernoulli_log_prob(y: ArrayLike, logits: ArrayLike, *, temperature: 
 def categorical_kl_uniform(logits: ArrayLike, *, axis: int = -1) -> jax.Array:
     """KL(Cat(softmax(logits)) || Uniform(k)) = sum_i p_i log p_i + log k, reduced over ``axis``.
 
-    The KL term of the categorical VAE ELBO (arXiv:1611.01144, sec. 4.3). k counts the
+    The KL term of the categorical VAE ELBO (arXiv:1611.01144, sec. 4.2). k counts the
     finite classes; masked ones contribute 0 log 0 = 0.
     """
     logits, axis = _categorical_logits(logits, axis)
@@ -353,7 +356,7 @@ def temperature_schedule(
 ) -> jax.Array:
     """Annealed temperature max(tau_min, tau0 exp(-rate t)), t = step rounded down to ``every``.
 
-    The schedule of Jang et al., arXiv:1611.01144, sec. 4.3 (tau = max(0.5, exp(-r t)),
+    The schedule of Jang et al., arXiv:1611.01144, sec. 4.2 (tau = max(0.5, exp(-r t)),
     updated every N steps). ``step`` may be traced; the result is float32.
     """
     for name, value in (("tau0", tau0), ("tau_min", tau_min)):

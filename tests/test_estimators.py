@@ -106,8 +106,11 @@ def test_hard_is_argmax_of_soft(tau):
     for logits in (LOGITS5, MASKED5):
         draws = _categorical_draws(KEYS, logits, tau)
         np.testing.assert_array_equal(np.argmax(draws["soft"], -1), np.argmax(draws["hard"], -1))
+        # The hard sample is the exact Gumbel-max draw of the plain ST sampler's path.
+        np.testing.assert_array_equal(draws["hard"], draws["st"])
     draws = _binary_draws(KEYS, BLOGITS, tau)
     np.testing.assert_array_equal(np.asarray(draws["soft"]) > 0.5, np.asarray(draws["hard"]) == 1.0)
+    np.testing.assert_array_equal(draws["hard"], draws["st"])
 
 
 # 3. Zero-temperature limit.

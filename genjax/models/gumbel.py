@@ -1,10 +1,10 @@
 """Models with discrete latent units, trained with any of the estimators of Table 1 of
 Jang, Gu & Poole, "Categorical Reparameterization with Gumbel-Softmax", arXiv:1611.01144.
 
-* ``DiscreteVAE``: the VAE of the paper's section 4.3: an MLP encoder (784-512-256) to
+* ``DiscreteVAE``: the VAE of the paper's section 4.2: an MLP encoder (784-512-256) to
   20 categorical variables of 10 classes, or to 200 Bernoulli variables, and the
   mirrored decoder; a uniform prior; a Bernoulli likelihood.
-* ``SBN``: the stochastic binary network of section 4.2 for structured output
+* ``SBN``: the stochastic binary network of section 4.1 for structured output
   prediction: from the upper half of a binarised digit (392 pixels) through two layers
   of 200 stochastic units (Bernoulli, or 20 categorical variables of 10 classes) to the
   Bernoulli pixels of the lower half (392-200-200-392), each arrow a linear map.
@@ -144,7 +144,7 @@ class EstimatorConfig:
       estimator: one of ``ESTIMATORS``.
       tau0: initial temperature.
       tau_min: floor of the temperature.
-      anneal_rate: r in tau = max(tau_min, tau0 * exp(-r * step)) (paper section 4.3).
+      anneal_rate: r in tau = max(tau_min, tau0 * exp(-r * step)) (paper section 4.2).
       anneal_every: the temperature is updated every this many steps.
       baseline_decay: decay of the score-function estimator's moving-average baseline.
     """
@@ -160,6 +160,11 @@ class EstimatorConfig:
         check_estimator(self.estimator)
         if not 0.0 <= self.baseline_decay < 1.0:
             raise ValueError(f"baseline_decay: expected a float in [0, 1), got {self.baseline_decay}")
+        for name, ok in (("tau0", self.tau0 > 0), ("tau_min", self.tau_min > 0), ("anneal_rate", self.anneal_rate >= 0)):
+            if not ok:
+                raise ValueError(f"{name}: expected a {'non-negative' if name == 'anneal_rate' else 'positive'} number, got {getattr(self, name)}")
+        if not isinstance(self.anneal_every, int) or self.anneal_every < 1:
+            raise ValueError(f"anneal_every: expected an int >= 1, got {self.anneal_every!r}")
 
     def temperature(self, step: jax.Array | int) -> jax.Array:
         """The annealed temperature at ``step``."""
@@ -194,7 +199,7 @@ def surrogate_cost(config: EstimatorConfig, cost: jax.Array, log_q: jax.Array, s
 
 
 class DiscreteVAE(nn.Module):
-    """MLP encoder to discrete latents and the mirrored MLP decoder (section 4.3).
+    """MLP encoder to discrete latents and the mirrored MLP decoder (section 4.2).
 
     Attributes:
       latent: the latent layer.
@@ -231,7 +236,7 @@ def vae_terms(model: DiscreteVAE, params: Params, x: jax.Array, key: jax.Array, 
     """Reconstruction log-likelihood, KL and log q(z|x) of one example and one sample.
 
     The negative ELBO is ``kl - log_lik`` (Kingma & Welling eq. 10 with the exact
-    discrete KL to the uniform prior, as in the paper's section 4.3). For the
+    discrete KL to the uniform prior, as in the paper's section 4.2). For the
     ``gumbel_softmax`` estimator z is relaxed, so ``log_lik`` is that of the relaxed
     model the estimator optimises.
 
@@ -272,9 +277,11 @@ def flatten_batch(images: jax.Array) -> jax.Array:
 def make_vae_loss(model: DiscreteVAE, config: EstimatorConfig) -> Callable[..., Any]:
     """The stateful training loss of the discrete VAE (see ``genjax.train.make_update``).
 
-    The loss value is the batch's mean negative ELBO (of the relaxed model for
-    ``gumbel_softmax``); its gradient is the estimator's. Metrics: ``neg_elbo``,
-    ``recon``, ``kl``, ``temperature`` and ``baseline``.
+    The loss value is the batch's mean of ``recon + kl``; its gradient is the
+    estimator's. For every estimator but ``gumbel_softmax`` this is the negative ELBO of
+    the discrete model on one sample; for ``gumbel_softmax`` ``recon`` is that of the
+    relaxed sample, so the value is the relaxed objective, not a bound of the discrete
+    model. Metrics: ``recon``, ``kl``, ``temperature`` and ``baseline``.
     """
 
     def loss(params: Params, batch: dict[str, jax.Array], keys: jax.Array, *, step: jax.Array, model_state: ModelState) -> tuple[jax.Array, tuple[dict[str, jax.Array], ModelState]]:
@@ -284,7 +291,7 @@ def make_vae_loss(model: DiscreteVAE, config: EstimatorConfig) -> Callable[..., 
         log_lik, kl, log_q = jax.vmap(lambda xi, ki: vae_terms(model, params, xi, ki, config.estimator, tau))(x, keys)
         recon, new_state = surrogate_cost(config, -log_lik, log_q, model_state)
         value = jnp.mean(recon + kl)
-        metrics = {"neg_elbo": jnp.mean(kl - log_lik), "recon": jnp.mean(-log_lik), "kl": jnp.mean(kl), "temperature": tau, "baseline": new_state["baseline"]}
+        metrics = {"recon": jnp.mean(-log_lik), "kl": jnp.mean(kl), "temperature": tau, "baseline": new_state["baseline"]}
         return value, (metrics, new_state)
 
     return loss
@@ -306,7 +313,7 @@ def vae_sample(model: DiscreteVAE, params: Params, key: jax.Array, num: int) -> 
 
 
 class SBN(nn.Module):
-    """Stochastic binary network for structured output prediction (section 4.2).
+    """Stochastic binary network for structured output prediction (section 4.1).
 
     ``x_upper -> h1 -> ... -> hL -> x_lower``: every arrow is a linear map followed by
     the stochastic units of ``latent`` (Bernoulli or categorical), and the last one by
@@ -337,9 +344,12 @@ class SBN(nn.Module):
         return self.out(h)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """Output logits with every stochastic layer replaced by its mean (for ``init``)."""
         h = x
         for i in range(self.num_layers):
-            h = jax.nn.sigmoid(self.layer_logits(h, i)).reshape(-1)
+            logits = self.layer_logits(h, i)
+            mean = jax.nn.softmax(logits, -1) if self.latent.kind == "categorical" else jax.nn.sigmoid(logits)
+            h = mean.reshape(-1)
         return self.output_logits(h)
 
 

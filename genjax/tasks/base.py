@@ -26,7 +26,10 @@ class Task:
 
     Attributes:
       init_params: ``init_params(key) -> params``.
-      loss_fn: ``loss(params, batch, keys) -> (loss, metrics)``.
+      loss_fn: ``loss(params, batch, keys) -> (loss, metrics)``, or the stateful form
+        ``loss(params, batch, keys, *, step, model_state) -> (loss, (metrics,
+        model_state))`` together with ``init_model_state`` (see
+        ``genjax.train.make_update``).
       batches: ``batches(step) -> numpy batch``, a pure function of the step.
       evaluate: ``evaluate(params, key, full) -> metrics``; ``full`` selects the
         expensive evaluation (e.g. importance-sampled log-likelihood) over the cheap one

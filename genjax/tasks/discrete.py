@@ -1,9 +1,9 @@
 """The discrete-latent families of Jang, Gu & Poole (arXiv:1611.01144), Table 1.
 
-* ``model.family = "discrete_vae"``: the categorical or Bernoulli VAE (section 4.3);
+* ``model.family = "discrete_vae"``: the categorical or Bernoulli VAE (section 4.2);
   the test loss is the negative ELBO of the discrete model.
 * ``model.family = "sbn"``: structured output prediction of the lower half of a digit
-  from its upper half (section 4.2); the test loss is the ``eval.num_samples``-sample
+  from its upper half (section 4.1); the test loss is the ``eval.num_samples``-sample
   bound on -log p(x_lower | x_upper).
 
 Both read the estimator and its temperature schedule from ``config.model``.
@@ -27,19 +27,18 @@ from genjax.tasks.base import Params, Task, batched_mean, binarizer, check_commo
 
 def estimator_config(m: ml_collections.ConfigDict) -> gumbel.EstimatorConfig:
     """The estimator and its schedule from ``config.model``."""
-    if m.anneal_every <= 0 or m.tau0 <= 0 or m.tau_min <= 0 or m.anneal_rate < 0:
-        raise ValueError(
-            "model.tau0, model.tau_min, model.anneal_rate, model.anneal_every: expected "
-            f"tau0 > 0, tau_min > 0, anneal_rate >= 0, anneal_every >= 1, got {m.tau0}, {m.tau_min}, {m.anneal_rate}, {m.anneal_every}"
+    try:
+        return gumbel.EstimatorConfig(
+            estimator=m.estimator,
+            tau0=m.tau0,
+            tau_min=m.tau_min,
+            anneal_rate=m.anneal_rate,
+            anneal_every=m.anneal_every,
+            baseline_decay=m.baseline_decay,
         )
-    return gumbel.EstimatorConfig(
-        estimator=m.estimator,
-        tau0=m.tau0,
-        tau_min=m.tau_min,
-        anneal_rate=m.anneal_rate,
-        anneal_every=m.anneal_every,
-        baseline_decay=m.baseline_decay,
-    )
+    except ValueError as err:
+        # The library names its argument; the user set it as model.<name>.
+        raise ValueError(f"model.{err}") from None
 
 
 def _latent(m: ml_collections.ConfigDict) -> gumbel.DiscreteLatent:
@@ -74,7 +73,7 @@ class _TestImages:
 
 
 def build_discrete_vae_task(config: ml_collections.ConfigDict) -> Task:
-    """The categorical / Bernoulli VAE of section 4.3 trained with ``model.estimator``."""
+    """The categorical / Bernoulli VAE of section 4.2 trained with ``model.estimator``."""
     _check_eval(config)
     m = config.model
     shape = _image_shape(config)
@@ -118,7 +117,7 @@ def build_discrete_vae_task(config: ml_collections.ConfigDict) -> Task:
 
 
 def build_sbn_task(config: ml_collections.ConfigDict) -> Task:
-    """The structured-output SBN of section 4.2 trained with ``model.estimator``."""
+    """The structured-output SBN of section 4.1 trained with ``model.estimator``."""
     _check_eval(config)
     m = config.model
     h, w, c = _image_shape(config)
@@ -131,6 +130,8 @@ def build_sbn_task(config: ml_collections.ConfigDict) -> Task:
     batcher = Batcher({"image": train_images}, config.train.batch_size, config.seed, transform=binarizer(config.data.binarize))
     test_images = _TestImages(config)
     ev = config.eval
+    if ev.chunk <= 0:
+        raise ValueError(f"eval.chunk: expected a positive int, got {ev.chunk}")
     for n in (ev.num_samples, ev.quick_samples):
         if n % min(n, ev.chunk):
             raise ValueError(f"eval.num_samples, eval.quick_samples: expected multiples of eval.chunk={ev.chunk}, got {n}")

@@ -18,6 +18,7 @@ draws the same noise for the same example and the results agree to float32 round
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,15 @@ def example_keys(key: jax.Array, step: jax.Array, global_batch: int) -> jax.Arra
     return jax.random.split(jax.random.fold_in(key, step), global_batch)
 
 
+def is_stateful(loss_fn: LossFn) -> bool:
+    """Whether ``loss_fn`` has the stateful form (keyword parameters ``step`` and ``model_state``)."""
+    try:
+        params = inspect.signature(loss_fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "model_state" in params and "step" in params
+
+
 def make_update(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
@@ -63,7 +73,8 @@ def make_update(
       far (a traced int32), for schedules such as an annealed temperature;
       ``new_model_state`` is carried to the next step without being differentiated.
       Under ``pmap`` its floating leaves are averaged over devices, which for a batch
-      mean or a moving average of batch means equals the single-device value.
+      mean or a moving average of batch means equals the single-device value; other
+      leaves must be equal on every device (the first device's value is kept).
 
     Both are averaged over the examples of ``batch``; ``keys`` holds one PRNG key per
     example.
@@ -82,9 +93,16 @@ def make_update(
     """
     if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"ema_decay: expected a float in [0, 1), got {ema_decay}")
+    stateful_loss = is_stateful(loss_fn)
 
     def update(state: TrainState, batch: Batch, keys: jax.Array) -> tuple[TrainState, Metrics]:
         model_state = state.model_state
+        if stateful_loss != (model_state is not None):
+            raise ValueError(
+                f"model_state: the loss is {'stateful' if stateful_loss else 'plain'} but the state's model_state is "
+                f"{'None' if model_state is None else 'set'}; build the state with create_train_state(..., model_state="
+                f"{'the loss initial state' if stateful_loss else 'None'})"
+            )
         if model_state is None:
             (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, keys)
         else:
