@@ -70,6 +70,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from genjax.hardware import device_description  # noqa: E402
 from genjax.models.vae import VAE, make_loss  # noqa: E402
 from genjax.train.optim import make_optimizer  # noqa: E402
 from genjax.train.state import TrainState, create_train_state, num_params  # noqa: E402
@@ -142,24 +143,6 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     if not widths or any(w <= 0 for w in widths):
         raise argparse.ArgumentTypeError(f"--hidden: expected positive widths, got {text!r}")
     return widths
-
-
-def device_description() -> str:
-    """Platform and device kind of the first device, plus the host CPU model if known."""
-    device = jax.devices()[0]
-    text = f"{device.platform}:{device.device_kind}"
-    if device.platform == "cpu":
-        model = ""
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                for line in f:
-                    if line.startswith("model name"):
-                        model = line.split(":", 1)[1].strip()
-                        break
-        except OSError:
-            pass
-        text += f" ({os.cpu_count()} cores{', ' + model if model else ''})"
-    return text
 
 
 def round_up(batch: int, multiple: int) -> int:

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import platform
 import shlex
 import sys
 
-import jax
-
 from genjax import cli
+from genjax.hardware import device_description
 from genjax.models.gumbel import ESTIMATORS
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -37,16 +34,6 @@ PAPER = {
     "vae_categorical": {"score_function": 110.6, "darn": 128.8, "muprop": 107.0, "straight_through": 110.9, "annealed_straight_through": 107.8, "gumbel_softmax": 101.5, "st_gumbel_softmax": 107.8},
 }
 TABLE_BEGIN, TABLE_END = "<!-- table:begin -->", "<!-- table:end -->"
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, or the platform's machine name."""
-    cpuinfo = pathlib.Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def train_args(experiment: str, preset: str, estimator: str, steps: int, workdir: pathlib.Path, extra: list[str]) -> list[str]:
@@ -116,9 +103,7 @@ def write_results(folder: pathlib.Path, rows: list[dict], command: str) -> None:
     path = folder / "results.json"
     old = json.loads(path.read_text())["rows"] if path.exists() else []
     rows = merge_rows(old, rows)
-    device = jax.devices()[0]
-    hardware = f"{cpu_name()}, {os.cpu_count()} cores" if device.platform == "cpu" else f"{device.device_kind} ({device.platform})"
-    results = {"rows": rows, "command": command, "hardware": hardware}
+    results = {"rows": rows, "command": command, "hardware": device_description()}
     path.write_text(json.dumps(results, indent=2) + "\n")
     report = folder / "RESULTS.md"
     table = f"{TABLE_BEGIN}\n{markdown_table(rows)}\n{TABLE_END}"

@@ -131,3 +131,52 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
         except TypeError as err:
             raise ConfigError(f"--config.{dotted}: {err}") from None
     return config
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """The fields every experiment config shares, at their common defaults.
+
+    ``seed``, ``parallel`` (``"jit"`` or ``"pmap"``), ``num_devices`` (0: all);
+    ``data``: the offline MNIST copy, dynamically binarised, trained on ``"train"``;
+    ``train``: Adam at 1e-3 with a constant schedule, batch 100, the loop's periods and
+    the optional EMA; ``eval``: the split, how many of its examples (0: all), the batch
+    and the size of the sample grid. A config adds ``model`` and what its family's
+    evaluation reads, and overrides what differs.
+    """
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.parallel = "jit"
+    c.num_devices = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "mnist"
+    c.data.source = "offline"
+    c.data.data_dir = ""
+    c.data.binarize = "dynamic"
+    c.data.image_shape = (28, 28, 1)
+    c.data.train_split = "train"
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 10_000
+    c.train.batch_size = 100
+    c.train.log_every = 100
+    c.train.checkpoint_every = 1000
+    c.train.keep_checkpoints = 3
+    c.train.eval_every = 0
+    c.train.optimizer = "adam"
+    c.train.learning_rate = 1e-3
+    c.train.schedule = "constant"
+    c.train.warmup_steps = 0
+    c.train.decay_steps = 0
+    c.train.grad_clip = 0.0
+    c.train.b1 = 0.9
+    c.train.b2 = 0.999
+    c.train.eps = 1e-8
+    c.train.ema_decay = 0.0
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.split = "test"
+    c.eval.num_examples = 0
+    c.eval.batch_size = 100
+    c.eval.num_grid = 100
+    return c

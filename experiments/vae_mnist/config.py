@@ -24,21 +24,12 @@ Presets, chosen with ``--config experiments/vae_mnist/config.py:PRESET``:
 
 import ml_collections
 
+from genjax.config import base_config
+
 
 def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
     """Returns the config of a preset (see the module docstring)."""
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.parallel = "jit"
-    c.num_devices = 0
-
-    c.data = ml_collections.ConfigDict()
-    c.data.name = "mnist"
-    c.data.source = "offline"
-    c.data.data_dir = ""
-    c.data.binarize = "dynamic"
-    c.data.image_shape = (28, 28, 1)
-    c.data.train_split = "train"
+    c = base_config()
 
     c.model = ml_collections.ConfigDict()
     c.model.family = "vae"
@@ -50,31 +41,11 @@ def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
     c.model.num_samples = 1
     c.model.iwae_samples = 0
 
-    c.train = ml_collections.ConfigDict()
     c.train.num_steps = 6000
-    c.train.batch_size = 100
-    c.train.log_every = 100
     c.train.checkpoint_every = 2000
-    c.train.keep_checkpoints = 3
-    c.train.eval_every = 0
-    c.train.optimizer = "adam"
-    c.train.learning_rate = 1e-3
-    c.train.schedule = "constant"
-    c.train.warmup_steps = 0
-    c.train.decay_steps = 0
-    c.train.grad_clip = 0.0
-    c.train.b1 = 0.9
-    c.train.b2 = 0.999
-    c.train.eps = 1e-8
-    c.train.ema_decay = 0.0
 
-    c.eval = ml_collections.ConfigDict()
-    c.eval.split = "test"
-    c.eval.num_examples = 0
-    c.eval.batch_size = 100
     c.eval.is_samples = 500
     c.eval.is_chunk = 500
-    c.eval.num_grid = 100
 
     if preset == "quick":
         c.eval.num_examples = 2000

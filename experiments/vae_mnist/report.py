@@ -12,23 +12,13 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 
 import jax
 
+from genjax.hardware import cpu_name
 from genjax.train import read_metrics
 
 HERE = pathlib.Path(__file__).resolve().parent
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, or the platform's machine name."""
-    cpuinfo = pathlib.Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def build_results(workdir: pathlib.Path) -> dict:

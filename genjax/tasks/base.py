@@ -13,8 +13,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from genjax import viz
-from genjax.data import ArrayDataset, Batcher, binarize, load_dataset
+from genjax.data import ArrayDataset, binarize, load_dataset
 from genjax.train.step import Batch, LossFn
 
 Params = Any

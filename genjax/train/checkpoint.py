@@ -12,7 +12,6 @@ without one.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import pathlib
