@@ -89,6 +89,26 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def target_entry(experiment: str, workdir: pathlib.Path) -> dict:
+    """The longer run aimed at the paper's number: its final test loss, budget, command
+    and the test loss at each periodic evaluation (one sample per image)."""
+    evaluation = json.loads((workdir / "eval.json").read_text())
+    config = json.loads((workdir / "config.json").read_text())
+    from genjax.train import read_metrics
+
+    curve = [[r["step"], round(r["eval_test_loss"], 3)] for r in read_metrics(workdir / "metrics.jsonl") if "eval_test_loss" in r]
+    return {
+        "estimator": config["model"]["estimator"],
+        "test_loss": round(evaluation["test_loss"], 3),
+        "test_loss_stderr": round(evaluation["test_loss_stderr"], 3),
+        "eval_samples": evaluation["eval_samples"],
+        "steps": evaluation["step"],
+        "wall_time_s": round(evaluation["train_wall_time_s"], 1),
+        "eval_curve_one_sample": curve,
+        "command": f"genjax train --config experiments/{experiment}/config.py:target --workdir {workdir}",
+    }
+
+
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
     """Rows of both, a new row replacing an old one of the same model and estimator,
     ordered by model and then by the order of ``ESTIMATORS``."""
@@ -101,9 +121,9 @@ def write_results(folder: pathlib.Path, rows: list[dict], command: str) -> None:
     """Merges ``rows`` into results.json and rewrites the table between the markers of
     RESULTS.md, so a table can be built over several invocations."""
     path = folder / "results.json"
-    old = json.loads(path.read_text())["rows"] if path.exists() else []
-    rows = merge_rows(old, rows)
-    results = {"rows": rows, "command": command, "hardware": device_description()}
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    rows = merge_rows(previous.get("rows", []), rows)
+    results = {**previous, "rows": rows, "command": command, "hardware": device_description()}
     path.write_text(json.dumps(results, indent=2) + "\n")
     report = folder / "RESULTS.md"
     table = f"{TABLE_BEGIN}\n{markdown_table(rows)}\n{TABLE_END}"
@@ -115,6 +135,34 @@ def write_results(folder: pathlib.Path, rows: list[dict], command: str) -> None:
     report.write_text(head + table + tail)
 
 
+def plot_curves(runs: pathlib.Path, experiment: str, presets: list[str], estimators: list[str], out: pathlib.Path) -> pathlib.Path:
+    """Training loss (the estimator's objective, as logged) against step, one panel per
+    preset and one line per estimator."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genjax.train import read_metrics
+
+    fig, axes = plt.subplots(1, len(presets), figsize=(5.5 * len(presets), 4), squeeze=False)
+    for ax, preset in zip(axes[0], presets):
+        for i, estimator in enumerate(estimators):
+            path = runs / experiment / f"{preset}_{estimator}" / "metrics.jsonl"
+            if path.exists():
+                records = [r for r in read_metrics(path) if "loss" in r]
+                ax.plot([r["step"] for r in records], [r["loss"] for r in records], color=f"C{i}", lw=1, label=estimator)
+        ax.set_title(f"{MODEL_NAMES[experiment]}_{preset}: training loss")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "training_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment", required=True, choices=sorted(PRESETS))
@@ -123,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="*", help="presets to run (default: both of the experiment's)")
     parser.add_argument("--estimators", nargs="*", default=list(ESTIMATORS), choices=ESTIMATORS)
     parser.add_argument("--report-only", action="store_true", help="collect finished runs without training")
+    parser.add_argument("--target-run", help="workdir of a longer run to record under 'target' in results.json")
     parser.add_argument("--out", help="where results.json and RESULTS.md go (default: the experiment's folder)")
     args, extra = parser.parse_known_args(argv)
     bad = [a for a in extra if not a.startswith("--config.")]
@@ -154,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     command = "python " + shlex.join(words + extra)
     folder = pathlib.Path(args.out) if args.out else HERE / args.experiment
     write_results(folder, rows, command)
+    if args.target_run:
+        results_path = folder / "results.json"
+        results = json.loads(results_path.read_text())
+        results["target"] = target_entry(args.experiment, pathlib.Path(args.target_run))
+        results_path.write_text(json.dumps(results, indent=2) + "\n")
+    plot_curves(pathlib.Path(args.runs), args.experiment, list(presets), list(args.estimators), folder)
     print(markdown_table(json.loads((folder / "results.json").read_text())["rows"]))
     return 0
 
