@@ -258,6 +258,10 @@ def tiny_tables(tmp_path_factory):
         out.mkdir()
         args = ["--experiment", experiment, "--steps", "12", "--runs", str(root / "runs"), "--presets", "tiny", "--out", str(out), "--estimators", *estimators]
         assert table.main(args) == 0
+    # A second invocation adds the longer "target" run and keeps the rows.
+    vae_sf = root / "runs" / "gumbel_vae_mnist" / "tiny_score_function"
+    args = ["--experiment", "gumbel_vae_mnist", "--steps", "12", "--runs", str(root / "runs"), "--presets", "tiny", "--out", str(root / "gumbel_vae_mnist"), "--estimators", "score_function", "--report-only", "--target-run", str(vae_sf)]
+    assert table.main(args) == 0
     return root
 
 
@@ -268,7 +272,9 @@ def test_tables_write_results_in_the_issue_schema(tiny_tables):
     assert [(r["model"], r["estimator"]) for r in sbn["rows"]] == [("sbn_categorical", "annealed_straight_through")]
     for r in vae["rows"] + sbn["rows"]:
         assert r["steps"] == 12 and r["wall_time_s"] > 0 and math.isfinite(r["test_loss"]) and r["test_loss"] > 0
-    assert "--steps 12" in vae["command"]
+    assert "--steps 12" in vae["command"] and "--report-only" not in vae["command"]
+    assert vae["target"]["steps"] == 12 and [s for s, _ in vae["target"]["eval_curve_one_sample"]] == [6, 12]
+    assert (tiny_tables / "gumbel_vae_mnist" / "training_curves.png").is_file()
     report = (tiny_tables / "gumbel_vae_mnist" / "RESULTS.md").read_text()
     assert "| vae_categorical | score_function |" in report and "110.6" in report
 
