@@ -43,12 +43,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from genjax import cli, estimators  # noqa: E402
 from genjax.models import gumbel  # noqa: E402
+from genjax.models.gumbel import ANNEALED  # noqa: E402
 from genjax.models.vae import bernoulli_log_prob  # noqa: E402
 from genjax.tasks.base import eval_images  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 TEMPERATURES = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
-ANNEALED = ("gumbel_softmax", "st_gumbel_softmax", "annealed_straight_through")
 FIXED = ("score_function", "score_function_scalar_baseline", "straight_through")
 
 

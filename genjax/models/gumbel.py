@@ -37,7 +37,7 @@ ModelState = dict[str, jax.Array]
 LATENT_KINDS = ("categorical", "bernoulli")
 ESTIMATORS = ("score_function", "straight_through", "annealed_straight_through", "gumbel_softmax", "st_gumbel_softmax")
 # Estimators whose gradient depends on the annealed temperature.
-ANNEALED = ("annealed_straight_through", "gumbel_softmax", "st_gumbel_softmax")
+ANNEALED = ("gumbel_softmax", "st_gumbel_softmax", "annealed_straight_through")
 
 
 def check_estimator(estimator: str) -> None:
