@@ -191,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
                 if code:
                     return code
             if (workdir / "eval.json").exists():
-                rows.append(row(args.experiment, preset, estimator, workdir, args.steps, extra))
+                try:
+                    rows.append(row(args.experiment, preset, estimator, workdir, args.steps, extra))
+                except ValueError as err:
+                    parser.error(str(err))
     # The command that trains what this invocation reported (never --report-only / --out).
     words = ["experiments/gumbel_table.py", "--experiment", args.experiment, "--steps", str(args.steps)]
     if args.runs != "runs":

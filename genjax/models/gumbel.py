@@ -63,7 +63,7 @@ class DiscreteLatent:
 
     def __post_init__(self) -> None:
         if self.kind not in LATENT_KINDS:
-            raise ValueError(f"latent kind: expected one of {LATENT_KINDS}, got {self.kind!r}")
+            raise ValueError(f"latent: expected one of {LATENT_KINDS}, got {self.kind!r}")
         if self.num_vars <= 0:
             raise ValueError(f"num_vars: expected a positive int, got {self.num_vars}")
         if self.kind == "categorical" and self.num_classes < 2:

@@ -42,7 +42,10 @@ def estimator_config(m: ml_collections.ConfigDict) -> gumbel.EstimatorConfig:
 
 
 def _latent(m: ml_collections.ConfigDict) -> gumbel.DiscreteLatent:
-    return gumbel.DiscreteLatent(kind=m.latent, num_vars=m.num_vars, num_classes=m.num_classes)
+    try:
+        return gumbel.DiscreteLatent(kind=m.latent, num_vars=m.num_vars, num_classes=m.num_classes)
+    except ValueError as err:
+        raise ValueError(f"model.{err}") from None
 
 
 def _check_eval(config: ml_collections.ConfigDict) -> None:
