@@ -19,8 +19,9 @@ samples of the hidden units, averaged over the test set: an estimate of
 The table in RESULTS.md trains every estimator for 20,000 steps and scores the first
 2,000 test images:
 ``python experiments/gumbel_table.py --experiment gumbel_sbn_mnist --steps 20000
---config.eval.num_examples=2000`` (per row about 2 minutes of training and 2 minutes
-of evaluation with m = 1,000 on 2 shared CPU cores; see RESULTS.md for the numbers).
+--config.eval.num_examples=2000`` (per row 3 to 5 minutes of training and about 1
+minute of evaluation with m = 1,000 on 2 shared CPU cores; see RESULTS.md for the
+numbers).
 """
 
 import ml_collections

@@ -46,6 +46,7 @@ from genjax.models import gumbel  # noqa: E402
 from genjax.models.gumbel import ANNEALED  # noqa: E402
 from genjax.models.vae import bernoulli_log_prob  # noqa: E402
 from genjax.tasks.base import eval_images  # noqa: E402
+from genjax.train.checkpoint import CheckpointError  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 TEMPERATURES = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
@@ -117,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperatures", type=float, nargs="+", default=list(TEMPERATURES))
     parser.add_argument("--out", default=str(HERE))
     args = parser.parse_args(argv)
-    config, _, state = cli.load_run(args.workdir)
+    try:
+        config, _, state = cli.load_run(args.workdir)
+    except (FileNotFoundError, CheckpointError) as err:
+        parser.error(str(err))
     if config.model.family != "discrete_vae":
         parser.error(f"--workdir: expected a discrete_vae run, got model.family={config.model.family!r}")
     if min(args.examples, args.samples, args.reference_samples) < 2:
