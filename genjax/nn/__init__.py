@@ -2,5 +2,14 @@
 
 from genjax.nn.conv import ConvDecoder, ConvEncoder
 from genjax.nn.mlp import MLP
+from genjax.nn.unet import UNet, ddpm_cifar10, sinusoidal_embedding, unet_tiny
 
-__all__ = ["MLP", "ConvEncoder", "ConvDecoder"]
+__all__ = [
+    "MLP",
+    "ConvDecoder",
+    "ConvEncoder",
+    "UNet",
+    "ddpm_cifar10",
+    "sinusoidal_embedding",
+    "unet_tiny",
+]

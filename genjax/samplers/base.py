@@ -1,0 +1,297 @@
+"""Shared pieces of the diffusion samplers: the denoiser contract, schedules, checks.
+
+The samplers depend on the model only through two objects:
+
+* ``alphas_cumprod``: float array ``[T]`` of the discrete DDPM forward process,
+  ``abar_t = prod_{s<=t} (1 - beta_s)`` for ``t = 0..T-1`` (Ho et al. 2020, arXiv
+  2006.11239, eq. 4). It is strictly decreasing and inside ``(0, 1)``. Everything else is
+  derived from it: ``beta_t = 1 - abar_t / abar_{t-1}`` with ``abar_{-1} = 1``, the
+  posterior variance ``beta_tilde_t = (1 - abar_{t-1}) / (1 - abar_t) * beta_t`` (eq. 7),
+  ``sigma`` and log-SNR. The index ``t = -1`` stands for clean data (``abar = 1``).
+* a single-example denoiser ``denoiser(x_t, t) -> Prediction`` where ``x_t`` has the
+  image shape (no batch axis) and ``t`` is a float32 scalar on the model's ``0..T-1``
+  scale. Non-integer ``t`` is allowed; ``abar`` at a non-integer ``t`` is the linear
+  interpolation of the table (``abar_at``), the convention every sampler and
+  ``denoiser_from_apply`` share.
+
+The per-step coefficients are computed before the ``jax.lax.scan`` over the steps: on the
+host in float64 when the table is concrete (the usual case), in float32 when it is
+traced; they enter the scan as float32 arrays. The carried state and all arithmetic in
+the loop are float32 whatever the network's dtype: the denoiser's output is cast to
+float32 on arrival.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+SAMPLERS = ("ddpm", "ddim", "dpmpp_2m", "heun")
+VARIANCES = ("small", "large", "learned")
+PARAMETERIZATIONS = ("eps", "x0", "v")
+
+
+@struct.dataclass
+class Prediction:
+    """What the denoiser returns for one noisy example.
+
+    Attributes:
+      eps: the predicted noise, same shape as ``x_t`` (float32).
+      var_frac: the learned variance interpolation ``v`` in ``[0, 1]`` of Nichol &
+        Dhariwal (2021, arXiv 2102.09672, eq. 15): ``log sigma^2 = v log beta_t +
+        (1 - v) log beta_tilde_t``; ``None`` for fixed variances.
+    """
+
+    eps: jax.Array
+    var_frac: jax.Array | None = None
+
+
+Denoiser = Callable[[jax.Array, jax.Array], Prediction]
+ApplyFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _is_tracer(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def check_alphas_cumprod(alphas_cumprod):
+    """Validates the ``abar`` table and returns it unchanged.
+
+    Raises:
+      ValueError: naming ``alphas_cumprod`` when it is not 1D, is empty, is not strictly
+        decreasing or has values outside the open interval ``(0, 1)``. The value checks
+        are skipped when the table is a tracer (inside ``jit`` with the table as an
+        argument); its shape is still checked.
+    """
+    if np.ndim(alphas_cumprod) != 1 or np.shape(alphas_cumprod)[0] < 1:
+        raise ValueError(f"alphas_cumprod: expected a non-empty 1D array [T], got shape {np.shape(alphas_cumprod)}")
+    if not _is_tracer(alphas_cumprod):
+        a = np.asarray(alphas_cumprod, dtype=np.float64)
+        if not np.all(np.isfinite(a)) or np.any(a <= 0.0) or np.any(a >= 1.0):
+            raise ValueError(
+                f"alphas_cumprod: values must lie in the open interval (0, 1), got range [{a.min()}, {a.max()}]"
+            )
+        if a.shape[0] > 1 and np.any(np.diff(a) >= 0.0):
+            raise ValueError("alphas_cumprod: must be strictly decreasing in t (abar_t = prod_{s<=t} (1 - beta_s))")
+    return alphas_cumprod if hasattr(alphas_cumprod, "shape") else np.asarray(alphas_cumprod, np.float32)
+
+
+def check_sampler(sampler: str) -> None:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler: expected one of {SAMPLERS}, got {sampler!r}")
+
+
+def check_steps(steps: int, num_timesteps: int | None = None) -> None:
+    """``steps`` must be an integer in ``[1, T]`` (``[1, inf)`` when ``T`` is unknown)."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"steps: expected an int, got {steps!r}")
+    upper = "T" if num_timesteps is None else f"T={num_timesteps}"
+    if steps < 1 or (num_timesteps is not None and steps > num_timesteps):
+        raise ValueError(f"steps: must lie in [1, {upper}], got {steps}")
+
+
+def check_record(record: Sequence[int], steps: int) -> tuple[int, ...]:
+    """``record`` holds step indices in ``[0, steps)``; returned as a tuple of ints."""
+    record = tuple(record)
+    for r in record:
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 0 <= r < steps:
+            raise ValueError(f"record: step indices must be ints in [0, steps={steps}), got {record}")
+    return tuple(int(r) for r in record)
+
+
+# ------------------------------------------------------------------------- schedules
+
+
+def schedule_table(alphas_cumprod):
+    """``(table, xp)`` for computing per-step coefficients before the scan.
+
+    A concrete table (the usual case) is returned as float64 numpy with ``xp = np``: the
+    coefficients are then computed on the host in double precision and enter the program
+    as float32 constants. A traced table (passed as an argument of ``jit``) is returned as
+    float32 ``jnp`` with ``xp = jnp``. Both paths run the same code.
+    """
+    if _is_tracer(alphas_cumprod):
+        return jnp.asarray(alphas_cumprod, jnp.float32), jnp
+    return np.asarray(alphas_cumprod, np.float64), np
+
+
+def f32(x) -> jax.Array:
+    """A per-step coefficient array as float32."""
+    return jnp.asarray(x, jnp.float32)
+
+
+def abar_at(alphas_cumprod: jax.Array, t: jax.Array) -> jax.Array:
+    """``abar`` at a possibly non-integer ``t``: linear interpolation of the table.
+
+    ``t`` is clamped to ``[0, T-1]``; at integer ``t`` this is the table entry.
+    """
+    table = jnp.asarray(alphas_cumprod, jnp.float32)
+    num_timesteps = table.shape[0]
+    t = jnp.clip(jnp.asarray(t, jnp.float32), 0.0, num_timesteps - 1)
+    if num_timesteps == 1:
+        return jnp.broadcast_to(table[0], t.shape)
+    i = jnp.minimum(jnp.floor(t).astype(jnp.int32), num_timesteps - 2)
+    w = t - i.astype(jnp.float32)
+    return table[i] * (1.0 - w) + table[i + 1] * w
+
+
+def t_of_abar(table, abar, xp=jnp):
+    """The continuous ``t`` with ``abar_at(t) == abar``: the inverse of ``abar_at``.
+
+    ``abar`` outside the table's range is clamped to the end points ``t = 0`` or ``T-1``.
+    ``xp`` is ``np`` or ``jnp`` (see ``schedule_table``).
+    """
+    grid = xp.arange(table.shape[0], dtype=table.dtype)
+    # interp needs increasing abscissae: abar decreases in t, so flip both.
+    return xp.interp(abar, table[::-1], grid[::-1])
+
+
+def spaced_timesteps(steps: int, num_timesteps: int) -> np.ndarray:
+    """The ``steps`` discrete timesteps used by ``ddpm`` and ``ddim``, increasing.
+
+    ``t_i = round(i (T-1) / (steps-1))`` for ``i = 0..steps-1`` (halves rounded up, in
+    exact integer arithmetic), i.e. evenly spaced in ``[0, T-1]`` with both end points:
+    the respacing rule of Nichol & Dhariwal (2021, arXiv 2102.09672, Sec. 4) for one
+    section. It starts the reverse process at ``T-1``, where ``x_T ~ N(0, I)`` is drawn,
+    and ``steps == T`` gives every timestep. ``steps == 1`` gives ``[T-1]`` (one jump from
+    pure noise to the predicted data).
+    """
+    check_steps(steps, num_timesteps)
+    if steps == 1:
+        return np.array([num_timesteps - 1], dtype=np.int64)
+    i = np.arange(steps, dtype=np.int64)
+    return (2 * i * (num_timesteps - 1) + (steps - 1)) // (2 * (steps - 1))
+
+
+# -------------------------------------------------------------------------- denoiser
+
+
+def eps_from_x0(x_t: jax.Array, x0: jax.Array, abar: jax.Array) -> jax.Array:
+    """``eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar)`` (Ho et al. 2020, eq. 4 solved for eps)."""
+    return (x_t - jnp.sqrt(abar) * x0) / jnp.sqrt(1.0 - abar)
+
+
+def x0_from_eps(x_t: jax.Array, eps: jax.Array, abar: jax.Array) -> jax.Array:
+    """``x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)`` (Ho et al. 2020, eq. 4 solved for x0)."""
+    return (x_t - jnp.sqrt(1.0 - abar) * eps) / jnp.sqrt(abar)
+
+
+def eps_from_v(x_t: jax.Array, v: jax.Array, abar: jax.Array) -> jax.Array:
+    """``eps = sqrt(abar) v + sqrt(1 - abar) x_t`` for ``v = alpha eps - sigma x0``.
+
+    Salimans & Ho (2022, arXiv 2202.00512, Sec. 4 and App. D), with ``alpha = sqrt(abar)``
+    and ``sigma = sqrt(1 - abar)``.
+    """
+    return jnp.sqrt(abar) * v + jnp.sqrt(1.0 - abar) * x_t
+
+
+def denoiser_from_apply(
+    apply_fn: ApplyFn,
+    *,
+    parameterization: str = "eps",
+    learned_variance: bool = False,
+    alphas_cumprod,
+) -> Denoiser:
+    """Wraps a batched network ``apply_fn`` into the single-example denoiser contract.
+
+    The wrapper adds the batch axis (``x[None]``, ``t[None]``), removes it from the
+    output, casts the output to float32 at once and converts it to ``eps``. Under
+    ``jax.vmap`` the network sees the whole batch: batching of convolutions and dense
+    layers folds the mapped axis into the batch axis.
+
+    Args:
+      apply_fn: ``apply_fn(x [1, *shape], t [1]) -> out [1, *shape]`` (or ``[1, ..., 2C]``
+        with ``learned_variance``); ``t`` is float32.
+      parameterization: what the network predicts: ``"eps"`` (Ho et al. 2020), ``"x0"``
+        (``eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar)``) or ``"v"`` (Salimans & Ho
+        2022: ``eps = sqrt(abar) v + sqrt(1 - abar) x_t``). ``abar`` at a non-integer
+        ``t`` is interpolated linearly (``abar_at``).
+      learned_variance: the last axis holds ``(model output, raw v in [-1, 1])``
+        (Nichol & Dhariwal 2021, eq. 15); ``var_frac = (raw + 1) / 2``.
+      alphas_cumprod: the ``abar`` table ``[T]``.
+
+    Returns:
+      ``denoiser(x_t, t) -> Prediction``.
+    """
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"parameterization: expected one of {PARAMETERIZATIONS}, got {parameterization!r}")
+    table = jnp.asarray(check_alphas_cumprod(alphas_cumprod), jnp.float32)
+
+    def denoiser(x_t: jax.Array, t: jax.Array) -> Prediction:
+        x_t = jnp.asarray(x_t, jnp.float32)
+        t = jnp.asarray(t, jnp.float32)
+        out = apply_fn(x_t[None], jnp.reshape(t, (1,)))[0].astype(jnp.float32)
+        var_frac = None
+        if learned_variance:
+            channels = x_t.shape[-1]
+            if out.shape[-1] != 2 * channels:
+                raise ValueError(
+                    f"learned_variance: the network output's last axis must be 2*{channels}, got shape {out.shape}"
+                )
+            out, raw = out[..., :channels], out[..., channels:]
+            var_frac = (raw + 1.0) / 2.0
+        elif out.shape != x_t.shape:
+            raise ValueError(f"apply_fn: output shape {out.shape} does not match x_t {x_t.shape}")
+        if parameterization == "eps":
+            eps = out
+        else:
+            abar = abar_at(table, t)
+            eps = eps_from_x0(x_t, out, abar) if parameterization == "x0" else eps_from_v(x_t, out, abar)
+        return Prediction(eps=eps, var_frac=var_frac)
+
+    return denoiser
+
+
+def evaluate(denoiser: Denoiser, x_t: jax.Array, t: jax.Array) -> Prediction:
+    """Calls the denoiser and casts its outputs to float32 (bfloat16 networks)."""
+    pred = denoiser(x_t, jnp.asarray(t, jnp.float32))
+    var_frac = None if pred.var_frac is None else jnp.asarray(pred.var_frac, jnp.float32)
+    return Prediction(eps=jnp.asarray(pred.eps, jnp.float32), var_frac=var_frac)
+
+
+# ----------------------------------------------------------------- noise and records
+
+
+def split_key(key: jax.Array, shape: tuple[int, ...], steps: int, x_T: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """The randomness convention shared by every sampler, for reproducibility.
+
+    ``k_init, k_steps = jax.random.split(key)``; ``x_T = jax.random.normal(k_init,
+    shape)`` (DDPM scale, unless given); step ``i`` of a stochastic sampler draws
+    ``z_i = jax.random.normal(jax.random.split(k_steps, steps)[i], shape)``.
+
+    Returns:
+      ``(x_T, step_keys [steps])``.
+    """
+    if x_T is not None and tuple(np.shape(x_T)) != tuple(shape):
+        raise ValueError(f"x_T: expected shape {tuple(shape)}, got {np.shape(x_T)}")
+    k_init, k_steps = jax.random.split(key)
+    if x_T is None:
+        x_T = jax.random.normal(k_init, shape, jnp.float32)
+    else:
+        x_T = jnp.asarray(x_T, jnp.float32)
+    return x_T, jax.random.split(k_steps, steps)
+
+
+def record_mask(record: tuple[int, ...], steps: int) -> np.ndarray:
+    """``mask[i, j]`` is true when step ``i`` fills slot ``j`` of the x0 record."""
+    mask = np.zeros((steps, len(record)), dtype=bool)
+    for j, r in enumerate(record):
+        mask[r, j] = True
+    return mask
+
+
+def update_record(buffer: jax.Array, mask_row: jax.Array, x0: jax.Array) -> jax.Array:
+    """Writes ``x0`` into the slots of ``buffer [R, *shape]`` selected by ``mask_row [R]``."""
+    row = jnp.reshape(mask_row, mask_row.shape + (1,) * x0.ndim)
+    return jnp.where(row, jnp.broadcast_to(x0[None], buffer.shape), buffer)
+
+
+def maybe_clip(x0: jax.Array, clip_x0: bool) -> jax.Array:
+    return jnp.clip(x0, -1.0, 1.0) if clip_x0 else x0
