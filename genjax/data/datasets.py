@@ -311,7 +311,8 @@ def records_to_dataset(spec: DatasetSpec, source: Sequence[Mapping[str, Any]]) -
     Args:
         spec: The dataset's spec (image shape, pixel scale, whether it has labels).
         source: A sequence of tfds-style records (``{"image": uint8 [H, W, C],
-            "label": int}``) supporting ``len`` and ``__getitems__``.
+            "label": int}``) supporting ``len`` and ``__getitems__`` (a tfds data
+            source) or ``__getitem__`` (any sequence).
 
     Returns:
         Images scaled to float32 in [0, 1] by ``spec.pixel_max``, and int32 labels
@@ -325,7 +326,8 @@ def records_to_dataset(spec: DatasetSpec, source: Sequence[Mapping[str, Any]]) -
     labels = np.empty((num,), dtype=np.int32) if spec.num_classes is not None else None
     for start in range(0, num, _READ_CHUNK):
         keys = list(range(start, min(start + _READ_CHUNK, num)))
-        for key, record in zip(keys, source.__getitems__(keys), strict=True):
+        records = source.__getitems__(keys) if hasattr(source, "__getitems__") else [source[k] for k in keys]
+        for key, record in zip(keys, records, strict=True):
             images[key] = _check_record_image(spec, record["image"])
             if labels is not None:
                 labels[key] = record["label"]

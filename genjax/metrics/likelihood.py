@@ -19,7 +19,14 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from genjax.models.diffusion import ApplyFn, Diffusion, Params, prior_kl, q_sample, vlb_term
+from genjax.models.diffusion import (
+    ApplyFn,
+    Diffusion,
+    Params,
+    prior_kl,
+    q_sample,
+    vlb_term,
+)
 
 
 def vlb_terms(diffusion: Diffusion, apply_fn: ApplyFn, params: Params, x0: jax.Array, keys: jax.Array, *, t_chunk: int = 100) -> tuple[jax.Array, jax.Array]:

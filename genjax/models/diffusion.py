@@ -118,7 +118,7 @@ def make_schedule(betas: np.ndarray | jax.Array) -> Schedule:
     abar_prev = np.concatenate([[1.0], abar[:-1]])
     post_var = b * (1.0 - abar_prev) / (1.0 - abar)
     post_log_var = np.log(np.concatenate([post_var[1:2], post_var[1:]])) if b.size > 1 else np.log(b)
-    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
     return Schedule(
         betas=f32(b),
         alphas_cumprod=f32(abar),

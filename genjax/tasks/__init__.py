@@ -12,6 +12,7 @@ from collections.abc import Callable
 import ml_collections
 
 from genjax.tasks.base import Task, load_split, synthetic_images
+from genjax.tasks.diffusion import build_ddpm_task
 from genjax.tasks.discrete import build_discrete_vae_task, build_sbn_task
 from genjax.tasks.vae import build_vae_task
 
@@ -19,6 +20,7 @@ TASK_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
     "vae": build_vae_task,
     "discrete_vae": build_discrete_vae_task,
     "sbn": build_sbn_task,
+    "ddpm": build_ddpm_task,
 }
 
 

@@ -1,0 +1,266 @@
+"""The DDPM family (``model.family = "ddpm"``): Ho, Jain & Abbeel, arXiv 2006.11239."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genjax import samplers as samplers_lib
+from genjax import viz
+from genjax.data import Batcher
+from genjax.metrics import bits_per_dim
+from genjax.models import diffusion as diff
+from genjax.nn.unet import UNet
+from genjax.tasks.base import Params, Task, check_common, load_split
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def build_unet(config: ml_collections.ConfigDict, channels: int, diffusion: diff.Diffusion) -> UNet:
+    """The UNet a DDPM config describes (``model.ch``, ``model.ch_mult``, ...)."""
+    m = config.model
+    if m.dtype not in DTYPES:
+        raise ValueError(f"model.dtype: expected one of {sorted(DTYPES)}, got {m.dtype!r}")
+    return UNet(
+        out_channels=diffusion.output_channels(channels),
+        ch=m.ch,
+        ch_mult=tuple(m.ch_mult),
+        num_res_blocks=m.num_res_blocks,
+        attn_resolutions=tuple(m.attn_resolutions),
+        dropout=m.dropout,
+        num_groups=m.num_groups,
+        dtype=DTYPES[m.dtype],
+    )
+
+
+def build_diffusion(config: ml_collections.ConfigDict) -> diff.Diffusion:
+    """The process and loss hyperparameters of a DDPM config."""
+    m = config.model
+    betas = diff.beta_schedule(m.schedule, m.num_timesteps, beta_start=m.beta_start, beta_end=m.beta_end)
+    return diff.Diffusion(
+        schedule=diff.make_schedule(betas),
+        parameterization=m.parameterization,
+        variance=m.variance,
+        loss=m.loss,
+        vlb_weight=m.vlb_weight,
+        clip_x0=m.clip_x0,
+    )
+
+
+def unet_apply(unet: UNet) -> diff.ApplyFn:
+    """``apply(params, x, t, dropout_key)``: dropout is on exactly when a key is given."""
+
+    def apply(params: Params, x: jax.Array, t: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
+        if dropout_key is None:
+            return unet.apply(params, x, t, train=False)
+        return unet.apply(params, x, t, train=True, rngs={"dropout": dropout_key})
+
+    return apply
+
+
+def flip_transform(batch: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random horizontal flips, each image with probability 1/2 (DDPM sec. 4 on CIFAR-10)."""
+    images = batch["image"]
+    flip = rng.random(images.shape[0]) < 0.5
+    return {**batch, "image": np.where(flip[:, None, None, None], images[:, :, ::-1, :], images)}
+
+
+def sampler_options(diffusion: diff.Diffusion, sampler: str, eta: float) -> dict[str, Any]:
+    """The keyword arguments of ``genjax.samplers.sample`` that a trained model fixes."""
+    kwargs: dict[str, Any] = {}
+    if sampler == "ddim":
+        kwargs["eta"] = eta
+    if sampler in ("ddpm", "ddim"):
+        kwargs["clip_x0"] = diffusion.clip_x0
+    if sampler == "ddpm":
+        kwargs["variance"] = diffusion.variance
+    return kwargs
+
+
+def denoiser_of(diffusion: diff.Diffusion, apply_fn: diff.ApplyFn) -> Callable[[Params], samplers_lib.Denoiser]:
+    """``params -> denoiser`` for the samplers: the network without dropout, outputs as eps."""
+
+    def make(params: Params) -> samplers_lib.Denoiser:
+        return samplers_lib.denoiser_from_apply(
+            lambda x, t: apply_fn(params, x, t, None),
+            parameterization=diffusion.parameterization,
+            learned_variance=diffusion.learned_variance,
+            alphas_cumprod=diffusion.schedule.alphas_cumprod,
+        )
+
+    return make
+
+
+def make_sample_fn(
+    config: ml_collections.ConfigDict,
+    diffusion: diff.Diffusion,
+    apply_fn: diff.ApplyFn,
+    image_shape: tuple[int, int, int],
+    *,
+    sampler: str,
+    steps: int,
+    eta: float = 0.0,
+    devices: list[jax.Device] | None = None,
+) -> Callable[[Params, jax.Array, int], jax.Array]:
+    """A compiled sampler of the model: ``fn(params, key, num) -> [num, H, W, C]`` in [-1, 1].
+
+    It runs on the config's parallel back end; ``num`` is padded up to a multiple of the
+    device count and the extra samples dropped (they come from the keys after the
+    first ``num``, so the samples kept do not depend on the device count).
+    """
+    devices = list(devices or jax.devices()[: config.get("num_devices", 0) or None])
+    fn = samplers_lib.build_sampler(
+        denoiser_of(diffusion, apply_fn),
+        diffusion.schedule.alphas_cumprod,
+        image_shape,
+        sampler=sampler,
+        steps=steps,
+        parallel=config.parallel,
+        devices=devices,
+        **sampler_options(diffusion, sampler, eta),
+    )
+
+    def run(params: Params, key: jax.Array, num: int) -> jax.Array:
+        padded = -(-num // len(devices)) * len(devices)
+        return fn(params, key, padded)[:num]
+
+    return run
+
+
+def make_progressive_fn(
+    diffusion: diff.Diffusion,
+    apply_fn: diff.ApplyFn,
+    image_shape: tuple[int, int, int],
+    *,
+    sampler: str,
+    steps: int,
+    eta: float,
+    record: tuple[int, ...],
+) -> Callable[[Params, jax.Array, int], tuple[jax.Array, jax.Array]]:
+    """Samples with the predicted x_0 after the steps in ``record`` (DDPM Fig. 6), on one device."""
+    make = denoiser_of(diffusion, apply_fn)
+    options = sampler_options(diffusion, sampler, eta)
+    cache: dict[int, Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]] = {}
+
+    def run(params: Params, key: jax.Array, num: int) -> tuple[jax.Array, jax.Array]:
+        if num not in cache:
+            cache[num] = jax.jit(
+                lambda p, k: samplers_lib.sample_batch(
+                    make(p), diffusion.schedule.alphas_cumprod, k, num, image_shape, sampler=sampler, steps=steps, record=record, **options
+                )
+            )
+        return cache[num](params, key)
+
+    return run
+
+
+def _check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> None:
+    if len(image_shape) != 3 or min(image_shape) <= 0:
+        raise ValueError(f"data.image_shape: expected (height, width, channels) of positive ints, got {image_shape}")
+    if config.data.binarize != "none":
+        raise ValueError(f"data.binarize: diffusion models use 8-bit data, expected 'none', got {config.data.binarize!r}")
+    ev = config.eval
+    if ev.sampler not in samplers_lib.SAMPLERS:
+        raise ValueError(f"eval.sampler: expected one of {samplers_lib.SAMPLERS}, got {ev.sampler!r}")
+    if not 1 <= ev.sampler_steps <= config.model.num_timesteps:
+        raise ValueError(f"eval.sampler_steps: expected an int in [1, {config.model.num_timesteps}], got {ev.sampler_steps}")
+    if ev.bpd_examples < 0:
+        raise ValueError(f"eval.bpd_examples: expected a non-negative int, got {ev.bpd_examples}")
+
+
+def build_ddpm_task(config: ml_collections.ConfigDict) -> Task:
+    """The DDPM family (``model.family = "ddpm"``); see ``genjax.models.diffusion``.
+
+    Training minimises the configured loss on images mapped to [-1, 1]; the cheap
+    evaluation is the one-timestep estimate of L_vlb on the eval split, the full one the
+    bound from all T terms (``genjax.metrics.bits_per_dim``) on ``eval.bpd_examples``
+    images. Samples use ``eval.sampler`` with ``eval.sampler_steps`` steps.
+    """
+    image_shape = tuple(config.data.image_shape)
+    check_common(config)
+    _check_config(config, image_shape)
+    diffusion = build_diffusion(config)
+    unet = build_unet(config, image_shape[-1], diffusion)
+    apply_fn = unet_apply(unet)
+    cache: dict[str, Any] = {}
+
+    def batches(step: int) -> dict[str, np.ndarray]:
+        # The training set is loaded on first use, so that `genjax info` (parameter
+        # count) and sampling from a checkpoint never need the dataset.
+        if "batcher" not in cache:
+            train_images = diff.to_model_scale(load_split(config, config.data.train_split).images)
+            transform = flip_transform if config.data.random_flip else None
+            cache["batcher"] = Batcher({"image": train_images}, config.train.batch_size, config.seed, transform=transform)
+        return cache["batcher"].batch(step)
+
+    def test_images() -> np.ndarray:
+        if "images" not in cache:
+            images = load_split(config, config.eval.split).images
+            cache["images"] = diff.to_model_scale(images[: config.eval.num_examples or None])
+        return cache["images"]
+
+    loss_fn = diff.make_loss(diffusion, apply_fn)
+    eval_loss = jax.jit(lambda p, x, k: jax.vmap(lambda xi, ki: diff.example_loss(diffusion, apply_fn, p, xi, ki))(x, k))
+
+    def evaluate(params: Params, key: jax.Array, full: bool) -> dict[str, float]:
+        images = test_images()
+        split = config.eval.split
+        bs = config.eval.batch_size
+        mse, vlb = [], []
+        for start in range(0, images.shape[0], bs):
+            chunk = images[start : start + bs]
+            keys = jax.random.split(jax.random.fold_in(key, start), chunk.shape[0])
+            terms = jax.device_get(eval_loss(params, jnp.asarray(chunk), keys))
+            mse.append(np.asarray(terms.mse))
+            vlb.append(np.asarray(terms.vlb))
+        out: dict[str, float] = {
+            f"{split}_mse": float(np.concatenate(mse).mean()),
+            f"{split}_vlb_estimate_bpd": float(np.concatenate(vlb).mean() / np.log(2.0)),
+            "num_examples": int(images.shape[0]),
+        }
+        if full and config.eval.bpd_examples:
+            subset = images[: config.eval.bpd_examples]
+            bpd = bits_per_dim(diffusion, apply_fn, params, subset, jax.random.fold_in(key, 1), batch_size=config.eval.bpd_batch, t_chunk=config.eval.t_chunk)
+            out.update({
+                f"{split}_bits_per_dim": bpd.mean,
+                f"{split}_bits_per_dim_stderr": bpd.stderr,
+                f"{split}_bits_per_dim_prior": bpd.prior_bpd,
+                f"{split}_bits_per_dim_decoder": float(bpd.terms_bpd[0]),
+                "bpd_examples": bpd.num_examples,
+            })
+        return out
+
+    samplers: dict[tuple[str, int, float], Callable[[Params, jax.Array, int], jax.Array]] = {}
+
+    def sample(params: Params, key: jax.Array, num: int) -> np.ndarray:
+        ev = config.eval
+        spec = (ev.sampler, ev.sampler_steps, ev.eta)
+        if spec not in samplers:
+            samplers[spec] = make_sample_fn(config, diffusion, apply_fn, image_shape, sampler=ev.sampler, steps=ev.sampler_steps, eta=ev.eta)
+        return diff.from_model_scale(jax.device_get(samplers[spec](params, key, num)))
+
+    def figures(params: Params, key: jax.Array, workdir: pathlib.Path) -> list[pathlib.Path]:
+        ev = config.eval
+        steps = ev.sampler_steps
+        record = tuple(sorted({round(f * (steps - 1)) for f in np.linspace(0.0, 1.0, ev.progressive_frames).tolist()}))
+        progressive = make_progressive_fn(diffusion, apply_fn, image_shape, sampler=ev.sampler, steps=steps, eta=ev.eta, record=record)
+        _, x0s = progressive(params, key, ev.progressive_rows)
+        frames = diff.from_model_scale(jax.device_get(x0s))  # [rows, frames, H, W, C]
+        grid = frames.reshape((-1,) + frames.shape[2:])
+        return [viz.save_image_grid(workdir / "progressive.png", grid, ncols=len(record))]
+
+    return Task(
+        init_params=lambda key: unet.init(key, jnp.zeros((1,) + image_shape, jnp.float32), jnp.zeros((1,), jnp.float32)),
+        loss_fn=loss_fn,
+        batches=batches,
+        evaluate=evaluate,
+        sample=sample,
+        figures=figures,
+        steps_per_epoch=0,
+    )

@@ -1,0 +1,115 @@
+"""The DDPM family end to end: configs, training, evaluation and `genjax sample`."""
+
+import importlib.util
+import json
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+from genjax import cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MNIST_CONFIG = str(ROOT / "experiments" / "ddpm_mnist" / "config.py")
+CIFAR_CONFIG = str(ROOT / "experiments" / "ddpm_cifar10" / "config.py")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny DDPM run shared by the tests below (training compiles slowly on CPU)."""
+    workdir = tmp_path_factory.mktemp("ddpm_tiny")
+    assert cli.main(["train", "--config", f"{MNIST_CONFIG}:tiny", "--workdir", str(workdir)]) == 0
+    return workdir
+
+
+def test_ddpm_cifar10_preset_has_the_papers_parameter_count(capsys):
+    assert cli.main(["info", "--config", CIFAR_CONFIG, "--workdir", "unused"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["num_params"] == 35_746_307
+    model = info["config"]["model"]
+    assert (model["ch"], tuple(model["ch_mult"]), model["num_res_blocks"], tuple(model["attn_resolutions"])) == (128, (1, 2, 2, 2), 2, (16,))
+    train = info["config"]["train"]
+    assert (train["batch_size"], train["learning_rate"], train["warmup_steps"], train["grad_clip"], train["ema_decay"], train["num_steps"]) == (128, 2e-4, 5000, 1.0, 0.9999, 800_000)
+    assert info["config"]["data"]["random_flip"] is True and model["dropout"] == 0.1
+
+
+def test_tiny_run_writes_every_output(tiny_run):
+    for name in ("samples.png", "progressive.png", "eval.json", "metrics.jsonl", "config.json"):
+        assert (tiny_run / name).is_file(), name
+    result = json.loads((tiny_run / "eval.json").read_text())
+    assert result["step"] == 4 and result["bpd_examples"] == 4
+    # The bound is the sum of its parts: positive, with the prior and decoder terms inside it.
+    assert result["test_bits_per_dim"] > result["test_bits_per_dim_decoder"] > 0
+    assert result["test_bits_per_dim"] > result["test_bits_per_dim_prior"] > 0
+    assert np.isfinite(result["test_bits_per_dim_stderr"])
+
+
+@pytest.mark.parametrize("sampler, steps", [("heun", 3)])
+def test_genjax_sample_writes_npz_and_grid(tiny_run, tmp_path, capsys, sampler, steps):
+    out = tmp_path / f"{sampler}.npz"
+    args = ["sample", "--config", f"{MNIST_CONFIG}:tiny", "--workdir", str(tiny_run), "--num", "3", "--sampler", sampler, "--steps", str(steps), "--out", str(out)]
+    assert cli.main(args) == 0
+    images = np.load(out)["images"]
+    assert images.shape == (3, 8, 8, 1) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    assert out.with_suffix(".png").is_file()
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["num"] == 3
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--sampler", "euler"], "eval.sampler: expected one of"),
+        (["--sampler", "ddim", "--steps", "21"], r"eval.sampler_steps: expected an int in \[1, 20\]"),
+        (["--steps", "0"], "sampler_steps"),
+    ],
+)
+def test_genjax_sample_rejects_bad_sampler_flags(tiny_run, capsys, flags, message):
+    args = ["sample", "--config", f"{MNIST_CONFIG}:tiny", "--workdir", str(tiny_run), "--num", "2", *flags]
+    assert cli.main(args) == 1
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_sampler_flags_are_refused_for_families_without_samplers(tmp_path, capsys):
+    vae = str(ROOT / "experiments" / "vae_mnist" / "config.py")
+    assert cli.main(["sample", "--config", f"{vae}:tiny", "--workdir", str(tmp_path), "--sampler", "ddim"]) == 1
+    assert "--sampler: the model family 'vae' has no diffusion sampler" in capsys.readouterr().err
+
+
+def test_image_shape_the_unet_cannot_halve_is_refused(tmp_path, capsys):
+    args = ["train", "--config", f"{MNIST_CONFIG}:tiny", "--workdir", str(tmp_path), "--config.data.image_shape=(10, 10, 1)", "--config.model.ch_mult=(1, 2, 2)"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "x: image height and width must be multiples of 2**(len(ch_mult) - 1) = 4" in err, err
+
+
+def test_ddpm_cifar10_smoke_on_tfds_mock_data(tmp_path):
+    """The paper's CIFAR-10 config, narrowed, through the real tfds loader on mock records."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    rng = np.random.default_rng(0)
+    records = [{"image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), "label": i % 10} for i in range(16)]
+
+    def fake_source(builder, split=None, **kwargs):
+        del builder, kwargs
+        return list(records)
+
+    with tfds.testing.mock_data(num_examples=16, as_data_source_fn=fake_source, data_dir=str(tmp_path / "tfds")):
+        args = ["train", "--config", f"{CIFAR_CONFIG}:smoke", "--workdir", str(tmp_path / "run")]
+        assert cli.main(args) == 0
+    result = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert result["step"] == 2 and np.isfinite(result["test_vlb_estimate_bpd"]) and np.isfinite(result["test_mse"])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"]["name"] == "cifar10" and config["data"]["source"] == "tfds" and config["train"]["ema_decay"] == 0.9999
+
+
+def test_mnist_report_runs_every_sampler(tiny_run, tmp_path):
+    spec = importlib.util.spec_from_file_location("ddpm_mnist_report", ROOT / "experiments" / "ddpm_mnist" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    assert report.main(["--workdir", str(tiny_run), "--out", str(tmp_path), "--steps", "2", "--num", "2"]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["metrics"]["test_bits_per_dim"] == json.loads((tiny_run / "eval.json").read_text())["test_bits_per_dim"]
+    assert [r["sampler"] for r in result["samplers"]] == ["ddpm", "ddpm", "ddim", "dpmpp_2m", "heun"]
+    assert [r["evals_per_image"] for r in result["samplers"]] == [2, 2, 2, 2, 3]
+    assert (tmp_path / "sampler_grid.png").is_file() and result["wall_time_s"] > 0
