@@ -15,8 +15,9 @@ Presets, chosen with ``--config experiments/ddpm_cifar10/config.py:PRESET``:
   ``genjax train --config experiments/ddpm_cifar10/config.py --workdir runs/ddpm_cifar10``
 * ``paper_bf16``: the same with the UNet computing in bfloat16 (parameters, optimiser
   and scheduler arithmetic stay float32).
-* ``smoke``: the paper's config on 2 steps with a narrow UNet (ch 32, 8 groups) and a
-  batch of 8, for the test suite on tfds mock data or generated 32x32x3 images
+* ``smoke``: the paper's config on 2 steps with a narrow UNet (ch 16, one res block
+  per level, 8 groups; still 4 levels with attention at 16x16) and a batch of 8, for
+  the test suite on tfds mock data or generated 32x32x3 images
   (``--config.data.source=synthetic``); everything else as in ``paper``, except that
   the 1,000-term bits/dim evaluation is skipped (the DDPM MNIST tests cover it).
 """
@@ -34,20 +35,21 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     elif preset == "paper_bf16":
         c.model.dtype = "bfloat16"
     elif preset == "smoke":
-        c.model.ch = 32
+        c.model.ch = 16
+        c.model.num_res_blocks = 1
         c.model.num_groups = 8
         c.train.num_steps = 2
         c.train.batch_size = 8
         c.train.log_every = 1
         c.train.checkpoint_every = 1
-        c.eval.num_examples = 16
+        c.eval.num_examples = 8
         c.eval.batch_size = 8
         c.eval.bpd_examples = 0
         c.eval.sampler = "ddim"
-        c.eval.sampler_steps = 4
-        c.eval.num_grid = 8
-        c.eval.progressive_frames = 4
-        c.eval.progressive_rows = 2
+        c.eval.sampler_steps = 2
+        c.eval.num_grid = 4
+        c.eval.progressive_frames = 2
+        c.eval.progressive_rows = 1
     else:
         raise ValueError(f"preset: expected one of paper, paper_bf16, smoke, got {preset!r}")
     return c

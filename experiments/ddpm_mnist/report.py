@@ -6,7 +6,7 @@ variances, DDIM with eta = 0, DPM-Solver++(2M) and EDM-style Heun) at each numbe
 steps, and writes:
 
 * ``sampler_grid.png``: rows are samplers, columns numbers of steps, each cell a grid
-  of the samples from the same noise;
+  of the samples from the same noise (the samples are in ``sampler_samples.npz``);
 * ``results.json``: ``{"metrics": {"test_bits_per_dim": ..., ...}, "samplers": [...],
   "command": ..., "wall_time_s": ...}`` with the run's eval.json metrics and the
   wall time of each sampler call (training + evaluation + this report in
@@ -89,18 +89,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{label:28s} {steps:5d} steps: {seconds:7.1f}s", flush=True)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(len(ROWS), len(steps_list), figsize=(2.2 * len(steps_list), 2.3 * len(ROWS)))
+    fig, axes = plt.subplots(len(ROWS), len(steps_list), figsize=(2.2 * len(steps_list), 2.3 * len(ROWS)), squeeze=False)
     for i, (label, _, _) in enumerate(ROWS):
         for j, steps in enumerate(steps_list):
             ax = axes[i, j]
             grid = viz.image_grid(cells[(label, steps)], ncols=int(np.ceil(np.sqrt(args.num))))
-            ax.imshow(grid.squeeze(), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(grid.squeeze(), cmap="gray", vmin=0, vmax=255)  # image_grid returns uint8
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(f"{steps} steps")
             if j == 0:
                 ax.set_ylabel(label, fontsize=8)
+    # The samples behind the figure, keyed "<row>_<sampler>_<steps>" (rows in ROWS order).
+    np.savez_compressed(out / "sampler_samples.npz", **{f"{i}_{sampler}_{steps}": cells[(label, steps)] for i, (label, sampler, _) in enumerate(ROWS) for steps in steps_list})
     fig.suptitle(f"ddpm_mnist at step {int(state.step)}: the same {args.num} noises through every sampler")
     fig.tight_layout()
     fig.savefig(out / "sampler_grid.png", dpi=110)
