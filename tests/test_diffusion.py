@@ -133,7 +133,7 @@ def test_vlb_equals_monte_carlo_log_ratio(variance, key):
     """L_vlb from the analytic terms equals E_q[log q(x_{1:T}|x_0) - log p(x_{0:T})]."""
     T = 4
     betas = np.array([0.05, 0.2, 0.4, 0.6])
-    diffusion = D.Diffusion(schedule=D.make_schedule(betas), variance=variance)
+    diffusion = D.Diffusion(schedule=D.make_schedule(betas), variance=variance, loss="hybrid" if variance == "learned" else "simple")
     apply = _toy_apply(6 if variance == "learned" else 3)
     x0 = jnp.asarray(np.array([[[[-1.0, 3 / 127.5 - 1, 200 / 127.5 - 1]]]]), jnp.float32)  # [1, 1, 1, 3]
     n = 40_000
@@ -202,3 +202,40 @@ def test_simple_loss_is_the_eps_regression_of_algorithm_1(key):
     loss_fn = D.make_loss(D.Diffusion(schedule=s, loss="hybrid"), apply)
     loss, metrics = loss_fn(None, {"image": x0[None]}, key[None])
     assert float(loss) == pytest.approx(float(metrics["mse"]) + 0.001 * float(metrics["vlb_bpd"]) * math.log(2), rel=1e-5)
+
+
+def test_out_of_range_timesteps_and_untrainable_variance_are_refused():
+    s = _schedule(T=10)
+    x = jnp.zeros((2, 2, 1))
+    with pytest.raises(ValueError, match=r"t: expected timesteps in \[0, 10\)"):
+        D.q_sample(s, x, 10, x)
+    with pytest.raises(ValueError, match=r"t: expected timesteps in \[0, 10\)"):
+        D.q_posterior(s, x, x, -1)
+    with pytest.raises(ValueError, match="loss: a learned variance is trained only by L_vlb"):
+        D.Diffusion(schedule=s, variance="learned", loss="simple")
+
+
+def test_evaluation_loss_runs_the_network_without_dropout(key):
+    """example_loss(train=False) hands the network no dropout key."""
+    seen = []
+
+    def apply(params, x, t, dropout_key):
+        seen.append(dropout_key is None)
+        return jnp.zeros_like(x)
+
+    diffusion = D.Diffusion(schedule=_schedule(T=10))
+    D.example_loss(diffusion, apply, None, jnp.zeros((2, 2, 1)), key, train=False)
+    D.example_loss(diffusion, apply, None, jnp.zeros((2, 2, 1)), key)
+    assert seen == [True, False]
+
+
+def test_decoder_upper_tail_is_not_lost_to_cancellation():
+    """A level well above the mean: the bin mass from float64 CDFs, not 1 - 1."""
+    from scipy.stats import norm
+
+    mean, log_scale = 0.0, math.log(0.0074)
+    x = 5 / 127.5  # five levels (5.3 standard deviations) above the mean: mass about 1e-6
+    sd = math.exp(log_scale)
+    expected = math.log(norm.sf((x - 1 / 255) / sd) - norm.sf((x + 1 / 255) / sd))
+    got = float(D.discretized_gaussian_log_likelihood(jnp.float32(x), jnp.float32(mean), jnp.float32(log_scale)))
+    assert got == pytest.approx(expected, rel=1e-3)

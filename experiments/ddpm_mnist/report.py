@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: error: --workdir: no eval.json in {args.workdir}; let 'genjax train' finish first", file=sys.stderr)
         return 1
     evaluation = json.loads(eval_path.read_text())
+    if f"{config.eval.split}_bits_per_dim" not in evaluation:
+        print(f"report: error: --workdir: {eval_path} has no bits/dim; evaluate with eval.bpd_examples > 0", file=sys.stderr)
+        return 1
     diffusion = build_diffusion(config)
     shape = tuple(config.data.image_shape)
     unet = build_unet(config, shape[-1], diffusion)
@@ -80,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells, timings = {}, []
     for label, sampler, options in ROWS:
         for steps in steps_list:
-            fn = jax.jit(lambda k, s=sampler, n=steps, o=options: samplers_lib.sample_batch(denoiser, abar, k, args.num, shape, sampler=s, steps=n, **o))
+            opts = {**options, "clip_x0": diffusion.clip_x0} if sampler in ("ddpm", "ddim") else options
+            fn = jax.jit(lambda k, s=sampler, n=steps, o=opts: samplers_lib.sample_batch(denoiser, abar, k, args.num, shape, sampler=s, steps=n, **o))
             start = time.perf_counter()
             images = diff.from_model_scale(jax.block_until_ready(fn(key)))
             seconds = time.perf_counter() - start

@@ -172,6 +172,7 @@ def q_sample(schedule: Schedule, x0: jax.Array, t: jax.Array, noise: jax.Array) 
       noise: standard normal draw of ``x0``'s shape.
     """
     chex.assert_equal_shape([x0, noise])
+    check_timesteps(t, schedule.num_timesteps)
     abar = schedule.alphas_cumprod[t]
     return jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * noise
 
@@ -183,6 +184,7 @@ def q_posterior(schedule: Schedule, x0: jax.Array, xt: jax.Array, t: jax.Array) 
       ``(mean, log_variance)``; the log-variance is a scalar (``posterior_log_variance``).
     """
     chex.assert_equal_shape([x0, xt])
+    check_timesteps(t, schedule.num_timesteps)
     mean = schedule.posterior_mean_coef_x0[t] * x0 + schedule.posterior_mean_coef_xt[t] * xt
     return mean, schedule.posterior_log_variance[t]
 
@@ -254,6 +256,8 @@ class Diffusion:
             raise ValueError(f"variance: expected one of {VARIANCES}, got {self.variance!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {self.loss!r}")
+        if self.variance == "learned" and self.loss == "simple":
+            raise ValueError("loss: a learned variance is trained only by L_vlb; use loss='hybrid' or 'vlb' with variance='learned'")
         if self.vlb_weight < 0:
             raise ValueError(f"vlb_weight: expected a non-negative float, got {self.vlb_weight}")
 
@@ -309,6 +313,7 @@ def reverse_step(diffusion: Diffusion, output: jax.Array, xt: jax.Array, t: jax.
       clip_x0: clip the predicted x_0 to [-1, 1]; None uses ``diffusion.clip_x0``.
     """
     s = diffusion.schedule
+    check_timesteps(t, s.num_timesteps)
     prediction, raw = split_output(diffusion, output.astype(jnp.float32))
     chex.assert_equal_shape([prediction, xt])
     eps, x0 = prediction_to_eps_x0(s, diffusion.parameterization, prediction, xt, t)
@@ -339,8 +344,9 @@ def discretized_gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_scale
     """log p(x_0 | x_1) of the discretised Gaussian decoder (DDPM eq. 13), elementwise.
 
     ``x`` is on the levels 2k/255 - 1; each level owns the bin [x - 1/255, x + 1/255],
-    with the end bins extended to -inf and +inf. Logs of tiny bin masses use the
-    log-CDF and the log of the complementary CDF, as in the reference code.
+    with the end bins extended to -inf and +inf. The end bins use the log-CDF and the
+    log of the complementary CDF, as in the reference code; inner bins above the mean
+    use the upper-tail CDFs, which do not cancel in float32.
 
     Args:
       x: data on the 256 levels.
@@ -351,11 +357,12 @@ def discretized_gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_scale
     inv_std = jnp.exp(-log_scale)
     upper = inv_std * (centred + 1.0 / 255.0)
     lower = inv_std * (centred - 1.0 / 255.0)
-    cdf_upper = _std_normal_cdf(upper)
-    cdf_lower = _std_normal_cdf(lower)
+    # Above the mean both CDFs are near 1 and their difference cancels in float32, so
+    # the bin mass is taken from the mirrored (upper-tail) CDFs there.
+    mass = jnp.where(centred > 0, _std_normal_cdf(-lower) - _std_normal_cdf(-upper), _std_normal_cdf(upper) - _std_normal_cdf(lower))
     log_cdf_upper = jax.scipy.special.log_ndtr(upper)
     log_one_minus_cdf_lower = jax.scipy.special.log_ndtr(-lower)
-    log_mass = jnp.log(jnp.maximum(cdf_upper - cdf_lower, 1e-12))
+    log_mass = jnp.log(jnp.maximum(mass, 1e-12))
     return jnp.where(x < -0.999, log_cdf_upper, jnp.where(x > 0.999, log_one_minus_cdf_lower, log_mass))
 
 
@@ -396,7 +403,7 @@ class LossTerms:
     loss: jax.Array
 
 
-def example_loss(diffusion: Diffusion, apply_fn: ApplyFn, params: Params, x0: jax.Array, key: jax.Array) -> LossTerms:
+def example_loss(diffusion: Diffusion, apply_fn: ApplyFn, params: Params, x0: jax.Array, key: jax.Array, *, train: bool = True) -> LossTerms:
     """The training loss of one example: t ~ U{0..T-1}, eps ~ N(0, I) (DDPM Algorithm 1).
 
     With a learned variance the L_vlb term sees the mean prediction through a stop-gradient
@@ -409,13 +416,14 @@ def example_loss(diffusion: Diffusion, apply_fn: ApplyFn, params: Params, x0: ja
       params: network parameters.
       x0: one example in model scale.
       key: this example's key (timestep, noise and dropout are drawn from it).
+      train: run the network with dropout (training) or without (evaluation).
     """
     s = diffusion.schedule
     t_key, noise_key, dropout_key = jax.random.split(key, 3)
     t = jax.random.randint(t_key, (), 0, s.num_timesteps)
     noise = jax.random.normal(noise_key, x0.shape, jnp.float32)
     xt = q_sample(s, x0, t, noise)
-    output = apply_fn(params, xt[None], t[None], dropout_key)[0].astype(jnp.float32)
+    output = apply_fn(params, xt[None], t[None], dropout_key if train else None)[0].astype(jnp.float32)
     prediction, raw = split_output(diffusion, output)
     dims = x0.size
     mse = jnp.mean((regression_target(s, diffusion.parameterization, x0, noise, t) - prediction) ** 2)

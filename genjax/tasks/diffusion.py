@@ -170,6 +170,8 @@ def _check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, ...
         raise ValueError(f"eval.sampler: expected one of {samplers_lib.SAMPLERS}, got {ev.sampler!r}")
     if not 1 <= ev.sampler_steps <= config.model.num_timesteps:
         raise ValueError(f"eval.sampler_steps: expected an int in [1, {config.model.num_timesteps}], got {ev.sampler_steps}")
+    if ev.progressive_frames < 1 or ev.progressive_rows < 1:
+        raise ValueError(f"eval.progressive_frames/progressive_rows: expected positive ints, got {ev.progressive_frames}, {ev.progressive_rows}")
     if ev.bpd_examples < 0:
         raise ValueError(f"eval.bpd_examples: expected a non-negative int, got {ev.bpd_examples}")
 
@@ -206,7 +208,7 @@ def build_ddpm_task(config: ml_collections.ConfigDict) -> Task:
         return cache["images"]
 
     loss_fn = diff.make_loss(diffusion, apply_fn)
-    eval_loss = jax.jit(lambda p, x, k: jax.vmap(lambda xi, ki: diff.example_loss(diffusion, apply_fn, p, xi, ki))(x, k))
+    eval_loss = jax.jit(lambda p, x, k: jax.vmap(lambda xi, ki: diff.example_loss(diffusion, apply_fn, p, xi, ki, train=False))(x, k))
 
     def evaluate(params: Params, key: jax.Array, full: bool) -> dict[str, float]:
         images = test_images()
