@@ -182,6 +182,8 @@ def test_bits_per_dim_does_not_depend_on_chunking(key):
     assert a.terms_bpd.shape == (10,) and a.num_examples == 5
     total = a.terms_bpd.sum() + a.prior_bpd
     assert total == pytest.approx(a.mean, rel=1e-5)
+    with pytest.raises(ValueError, match=r"images: expected model scale \[-1, 1\]"):
+        bits_per_dim(diffusion, apply, None, (images + 1) * 127.5, key)
 
 
 def test_simple_loss_is_the_eps_regression_of_algorithm_1(key):

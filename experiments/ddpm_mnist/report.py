@@ -38,7 +38,13 @@ from genjax import viz
 from genjax.cli import load_run
 from genjax.hardware import device_description
 from genjax.models import diffusion as diff
-from genjax.tasks.diffusion import build_diffusion, build_unet, denoiser_of, unet_apply
+from genjax.tasks.diffusion import (
+    build_diffusion,
+    build_unet,
+    denoiser_of,
+    sampler_options,
+    unet_apply,
+)
 
 # (label, sampler, options): the two fixed variances of the paper are separate rows.
 ROWS = (
@@ -83,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells, timings = {}, []
     for label, sampler, options in ROWS:
         for steps in steps_list:
-            opts = {**options, "clip_x0": diffusion.clip_x0} if sampler in ("ddpm", "ddim") else options
+            opts = {**sampler_options(diffusion, sampler, 0.0), **options}
             fn = jax.jit(lambda k, s=sampler, n=steps, o=opts: samplers_lib.sample_batch(denoiser, abar, k, args.num, shape, sampler=s, steps=n, **o))
             start = time.perf_counter()
             images = diff.from_model_scale(jax.block_until_ready(fn(key)))

@@ -116,6 +116,8 @@ def bits_per_dim(
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"images: expected a non-empty [N, H, W, C] array, got shape {images.shape}")
+    if images.min() < -1.0 or images.max() > 1.0:
+        raise ValueError(f"images: expected model scale [-1, 1] (see genjax.models.diffusion.to_model_scale), got [{images.min()}, {images.max()}]")
     if batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
     fn = _compiled_terms(diffusion, apply_fn, t_chunk)
