@@ -255,11 +255,54 @@ def test_iwae_schedule_stages():
 
 
 def test_make_optimizer_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="schedule"):
-        make_optimizer("adam", learning_rate=1e-3, schedule="linear")
+    with pytest.raises(ValueError, match="schedule: expected one of"):
+        make_optimizer("adam", learning_rate=1e-3, schedule="exponential")
     with pytest.raises(ValueError, match="decay_steps"):
         make_optimizer("adam", learning_rate=1e-3, schedule="cosine")
     with pytest.raises(ValueError, match="learning_rate"):
         make_optimizer("adam", learning_rate=0.0)
     with pytest.raises(ValueError, match="optimizer"):
         make_optimizer("lion", learning_rate=1e-3)
+
+
+def test_build_train_step_takes_a_loss_or_an_update_builder():
+    with pytest.raises(ValueError, match="loss_fn/optimizer: give both"):
+        build_train_step(V.make_loss(MODEL))
+    with pytest.raises(ValueError, match="update: give either"):
+        build_train_step(V.make_loss(MODEL), OPT, update=lambda axis_name: None)
+    # A builder is called with the back end's axis name.
+    seen = []
+
+    def builder(axis_name):
+        seen.append(axis_name)
+        return make_update(V.make_loss(MODEL), OPT, axis_name=axis_name)
+
+    build_train_step(update=builder, parallel="jit")
+    build_train_step(update=builder, parallel="pmap")
+    assert seen == [None, "data"]
+
+
+def test_create_train_state_with_one_optimizer_per_group():
+    params = {"a": jnp.ones(3), "b": {"w": jnp.zeros((2, 2))}}
+    state = create_train_state(params, {"a": optax.sgd(0.1), "b": optax.adam(1e-3)})
+    assert set(state.opt_state) == {"a", "b"}
+    assert int(state.opt_state["b"][0].count) == 0
+    with pytest.raises(ValueError, match=r"optimizer: a mapping of optimisers needs params with the same top-level keys \['a', 'c'\]"):
+        create_train_state(params, {"a": optax.sgd(0.1), "c": optax.sgd(0.1)})
+
+
+def test_linear_decay_schedule_and_rmsprop():
+    opt = make_optimizer("sgd", learning_rate=1.0, schedule="linear", decay_steps=4)
+    params = jnp.zeros(())
+    state = opt.init(params)
+    steps = []
+    for _ in range(5):
+        updates, state = opt.update(jnp.ones(()), state, params)
+        steps.append(-float(updates))
+    np.testing.assert_allclose(steps, [1.0, 0.75, 0.5, 0.25, 0.0])
+    with pytest.raises(ValueError, match="decay_steps: the linear schedule needs a positive int"):
+        make_optimizer("adam", learning_rate=1e-3, schedule="linear")
+    rms = make_optimizer("rmsprop", learning_rate=0.1, b2=0.99)
+    updates, _ = rms.update(jnp.full((), 2.0), rms.init(params), params)
+    # First step: v = (1 - 0.99) * 4, update = -0.1 * 2 / sqrt(v).
+    np.testing.assert_allclose(float(updates), -0.1 * 2.0 / np.sqrt(0.01 * 4.0), rtol=1e-4)

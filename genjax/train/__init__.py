@@ -1,20 +1,36 @@
 """The training engine: state, pure steps on two parallel back ends, loop, checkpoints."""
 
 from genjax.train.checkpoint import Checkpointer, CheckpointError, state_digest
-from genjax.train.loop import MetricsWriter, TrainingDivergedError, TrainResult, read_metrics, train
+from genjax.train.loop import (
+    MetricsWriter,
+    TrainingDivergedError,
+    TrainResult,
+    read_metrics,
+    train,
+)
 from genjax.train.optim import make_optimizer
 from genjax.train.state import TrainState, create_train_state, num_params
-from genjax.train.step import BACKENDS, TrainStep, build_train_step, example_keys, make_update
+from genjax.train.step import (
+    BACKENDS,
+    TrainStep,
+    UpdateBuilder,
+    UpdateFn,
+    build_train_step,
+    example_keys,
+    make_update,
+)
 
 __all__ = [
     "BACKENDS",
-    "Checkpointer",
     "CheckpointError",
+    "Checkpointer",
     "MetricsWriter",
     "TrainResult",
     "TrainState",
     "TrainStep",
     "TrainingDivergedError",
+    "UpdateBuilder",
+    "UpdateFn",
     "build_train_step",
     "create_train_state",
     "example_keys",

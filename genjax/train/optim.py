@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import optax
 
-OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
-SCHEDULES = ("constant", "cosine", "iwae")
+OPTIMIZERS = ("adam", "adamw", "adagrad", "rmsprop", "sgd")
+SCHEDULES = ("constant", "cosine", "linear", "iwae")
 
 
 def iwae_schedule(learning_rate: float, steps_per_epoch: int, num_stages: int = 8) -> optax.Schedule:
@@ -48,13 +48,15 @@ def make_optimizer(
       name: one of ``OPTIMIZERS``.
       learning_rate: peak learning rate.
       schedule: ``"constant"`` (after an optional linear warm-up), ``"cosine"`` (warm-up,
-        then cosine decay to 0 over ``decay_steps``) or ``"iwae"`` (``iwae_schedule``).
+        then cosine decay to 0 over ``decay_steps``), ``"linear"`` (warm-up, then linear
+        decay to 0 over ``decay_steps``, as WGAN-GP's CIFAR-10 models) or ``"iwae"``
+        (``iwae_schedule``).
       steps_per_epoch: steps per epoch, for the ``"iwae"`` schedule.
       warmup_steps: linear warm-up from 0 over this many steps.
       decay_steps: length of the cosine decay after warm-up.
       grad_clip: if set, clip gradients to this global norm first.
       b1: Adam's first-moment decay.
-      b2: Adam's second-moment decay.
+      b2: Adam's second-moment decay; RMSProp's decay of its squared-gradient average.
       eps: Adam's epsilon.
       weight_decay: AdamW's decoupled weight decay.
     """
@@ -66,10 +68,13 @@ def make_optimizer(
         raise ValueError(f"warmup_steps/decay_steps: expected non-negative ints, got {warmup_steps}, {decay_steps}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
+    if schedule in ("cosine", "linear") and decay_steps <= 0:
+        raise ValueError(f"decay_steps: the {schedule} schedule needs a positive int, got {decay_steps}")
     if schedule == "cosine":
-        if decay_steps <= 0:
-            raise ValueError(f"decay_steps: the cosine schedule needs a positive int, got {decay_steps}")
         lr = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, warmup_steps + decay_steps)
+    elif schedule == "linear":
+        decay = optax.linear_schedule(learning_rate, 0.0, decay_steps)
+        lr = optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup_steps), decay], [warmup_steps]) if warmup_steps else decay
     elif schedule == "iwae":
         lr = iwae_schedule(learning_rate, steps_per_epoch)
     elif warmup_steps > 0:
@@ -82,6 +87,8 @@ def make_optimizer(
         opt = optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
     elif name == "adagrad":
         opt = optax.adagrad(lr)
+    elif name == "rmsprop":
+        opt = optax.rmsprop(lr, decay=b2, eps=eps)
     else:
         opt = optax.sgd(lr)
     if grad_clip is not None:

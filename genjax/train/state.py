@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import chex
@@ -48,7 +49,7 @@ class LegacyTrainState:
 
 def create_train_state(
     params: chex.ArrayTree,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | Mapping[str, optax.GradientTransformation],
     *,
     ema: bool = False,
     model_state: chex.ArrayTree | None = None,
@@ -57,15 +58,25 @@ def create_train_state(
 
     Args:
       params: initial parameters.
-      optimizer: the optax transformation that the step will apply.
+      optimizer: the optax transformation that the step will apply; or, for an update
+        that trains several parameter groups with their own optimisers (the generator
+        and critic of a GAN), a mapping from each top-level key of ``params`` to its
+        transformation, giving an ``opt_state`` dict with the same keys.
       ema: whether to keep an exponential moving average of the parameters.
       model_state: the initial state of a stateful loss (a pytree, possibly ``{}``), or
         None for a plain loss.
     """
+    if isinstance(optimizer, Mapping):
+        if not isinstance(params, Mapping) or set(optimizer) != set(params):
+            got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            raise ValueError(f"optimizer: a mapping of optimisers needs params with the same top-level keys {sorted(optimizer)}, got {got}")
+        opt_state = {name: opt.init(params[name]) for name, opt in optimizer.items()}
+    else:
+        opt_state = optimizer.init(params)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        opt_state=optimizer.init(params),
+        opt_state=opt_state,
         ema_params=jax.tree.map(jnp.copy, params) if ema else None,
         model_state=model_state,
     )

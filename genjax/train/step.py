@@ -1,7 +1,8 @@
 """Pure training steps and their two parallel back ends.
 
 ``make_update`` turns a family's loss into a pure update function. ``build_train_step``
-compiles it for one of the back ends:
+compiles it, or any other update with the same contract (such as the two-player GAN
+update of ``genjax.models.gan``), for one of the back ends:
 
 * ``"jit"``: one program over a 1D device mesh (axis ``"data"``): the batch is split
   along it with ``NamedSharding`` and the state is replicated; XLA inserts the gradient
@@ -18,6 +19,7 @@ draws the same noise for the same example and the results agree to float32 round
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,6 +37,10 @@ Batch = dict[str, Any]
 Metrics = dict[str, jax.Array]
 LossFn = Callable[..., Any]
 UpdateFn = Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]
+UpdateBuilder = Callable[..., UpdateFn]
+"""``builder(axis_name=None | str) -> update``: builds a pure update for a back end. Under
+``pmap`` it is called with the mapped axis name and must average gradients and metrics
+over it (``lax.pmean``); under ``jit`` it is called with ``axis_name=None``."""
 
 BACKENDS = ("jit", "pmap")
 DATA_AXIS = "data"
@@ -173,38 +179,50 @@ def check_global_batch(global_batch: int, num_devices: int) -> None:
 
 
 def build_train_step(
-    loss_fn: LossFn,
-    optimizer: optax.GradientTransformation,
+    loss_fn: LossFn | None = None,
+    optimizer: optax.GradientTransformation | None = None,
     *,
     parallel: str = "jit",
     devices: Sequence[jax.Device] | None = None,
     ema_decay: float | None = None,
+    update: UpdateBuilder | None = None,
 ) -> TrainStep:
     """Compiles the training step for a back end; see the module docstring.
+
+    Give either ``loss_fn`` and ``optimizer`` (the update is ``make_update`` of them) or
+    ``update``, a builder of any pure update with the same contract.
 
     Args:
       loss_fn: the family's loss.
       optimizer: optax transformation.
       parallel: ``"jit"`` or ``"pmap"``.
       devices: devices to use (default: all of ``jax.devices()``).
-      ema_decay: optional EMA decay of the parameters.
+      ema_decay: optional EMA decay of the parameters (with ``loss_fn`` only; a custom
+        update handles its own averages).
+      update: ``update(axis_name=...) -> update_fn`` (see ``UpdateBuilder``).
 
     Returns:
       A ``TrainStep``.
     """
     if parallel not in BACKENDS:
         raise ValueError(f"parallel: expected one of {BACKENDS}, got {parallel!r}")
+    if update is None:
+        if loss_fn is None or optimizer is None:
+            raise ValueError("loss_fn/optimizer: give both, or give update= (a builder of the update function)")
+        update = functools.partial(make_update, loss_fn, optimizer, ema_decay=ema_decay)
+    elif loss_fn is not None or optimizer is not None or ema_decay is not None:
+        raise ValueError("update: give either update= or loss_fn/optimizer/ema_decay, not both")
     devices = tuple(jax.devices() if devices is None else devices)
     if parallel == "jit":
-        return _build_jit(loss_fn, optimizer, devices, ema_decay)
-    return _build_pmap(loss_fn, optimizer, devices, ema_decay)
+        return _build_jit(update, devices)
+    return _build_pmap(update, devices)
 
 
-def _build_jit(loss_fn: LossFn, optimizer: optax.GradientTransformation, devices: tuple[jax.Device, ...], ema_decay: float | None) -> TrainStep:
+def _build_jit(builder: UpdateBuilder, devices: tuple[jax.Device, ...]) -> TrainStep:
     mesh = jax.sharding.Mesh(np.array(devices), (DATA_AXIS,))
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
-    update = make_update(loss_fn, optimizer, ema_decay=ema_decay)
+    update = builder(axis_name=None)
 
     def step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
         global_batch = jax.tree.leaves(batch)[0].shape[0]
@@ -234,9 +252,9 @@ def _build_jit(loss_fn: LossFn, optimizer: optax.GradientTransformation, devices
     )
 
 
-def _build_pmap(loss_fn: LossFn, optimizer: optax.GradientTransformation, devices: tuple[jax.Device, ...], ema_decay: float | None) -> TrainStep:
+def _build_pmap(builder: UpdateBuilder, devices: tuple[jax.Device, ...]) -> TrainStep:
     n = len(devices)
-    update = make_update(loss_fn, optimizer, ema_decay=ema_decay, axis_name=DATA_AXIS)
+    update = builder(axis_name=DATA_AXIS)
 
     def step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
         local = jax.tree.leaves(batch)[0].shape[0]
