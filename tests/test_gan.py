@@ -227,6 +227,10 @@ def test_bad_objective_arguments():
         G.GANObjective(gp_weight=0.0)
     with pytest.raises(ValueError, match="gp_weight"):
         G.GANObjective(gp_weight=-10.0)
+    with pytest.raises(ValueError, match="gp_weight"):
+        G.GANObjective(gp_weight=float("inf"))
+    with pytest.raises(ValueError, match="gp_weight"):
+        G.GANObjective(gp_weight=True)
     with pytest.raises(ValueError, match="n_critic"):
         G.GANObjective(n_critic=0)
     with pytest.raises(ValueError, match="n_critic"):
@@ -235,6 +239,8 @@ def test_bad_objective_arguments():
         G.GANObjective(kind="lsgan")
     with pytest.raises(ValueError, match="clip_value"):
         G.GANObjective(kind="wgan_clip", clip_value=0.0)
+    with pytest.raises(ValueError, match=r"eps: expected one weight per example, shape \(4,\)"):
+        G.interpolate(jnp.zeros((4, 2)), jnp.zeros((4, 2)), jnp.zeros(()))
     with pytest.raises(ValueError, match="latent_dim"):
         G.make_gan_update(GEN.apply, CRITIC.apply, objective=G.GANObjective(), latent_dim=0, generator_optimizer=G_OPT, critic_optimizer=C_OPT)
 
@@ -262,3 +268,59 @@ def test_mismatched_real_and_fake(key):
         update(state, {"image": jnp.zeros((16, 2))}, example_keys(key, state.step, 16))
     with pytest.raises(ValueError, match="fake"):
         update(state, {"image": jnp.zeros((16, 3, 5))}, example_keys(key, state.step, 16))
+
+
+def test_step_noise_is_fresh_for_every_update_and_example(key):
+    keys = jax.random.split(key, 16)
+    noise = G.step_noise(keys, 3, 2)
+    assert noise.critic_z.shape == (3, 16, 2) and noise.critic_eps.shape == (3, 16) and noise.generator_z.shape == (16, 2)
+    z = np.concatenate([np.asarray(noise.critic_z).reshape(-1, 2), np.asarray(noise.generator_z)])
+    assert len(np.unique(z[:, 0])) == z.shape[0], "a latent was reused between updates or examples"
+    eps = np.asarray(noise.critic_eps)
+    assert len(np.unique(eps)) == eps.size and eps.min() >= 0.0 and eps.max() <= 1.0
+    # Example b's noise depends on keys[b] only: a device holding half the batch agrees.
+    half = G.step_noise(keys[8:], 3, 2)
+    np.testing.assert_array_equal(half.critic_z, noise.critic_z[:, 8:])
+    np.testing.assert_array_equal(half.generator_z, noise.generator_z[8:])
+
+
+def test_update_follows_algorithm_1_order_and_noise():
+    """Critic step on its own z and eps, then the generator against the *updated* critic."""
+    lr = 0.05
+    sgd = optax.sgd(lr)
+    obj = G.GANObjective(kind="wgan_gp", n_critic=1)
+    update = jax.jit(functools.partial(G.make_gan_update, GEN.apply, CRITIC.apply, objective=obj, latent_dim=2, generator_optimizer=sgd, critic_optimizer=sgd)())
+    params = _params()
+    state = create_train_state(params, {"generator": sgd, "critic": sgd})
+    keys = example_keys(jax.random.key(1), state.step, 16)
+    batch = _batch(0, n_critic=1)
+    new = update(state, batch, keys)[0].params
+    noise = G.step_noise(keys, 1, 2)
+    fake = GEN.apply(params["generator"], noise.critic_z[0])
+    c_grad = jax.grad(lambda c: G.critic_loss(obj, CRITIC.apply, c, jnp.asarray(batch["image"][:, 0]), fake, noise.critic_eps[0])[0])(params["critic"])
+    expected_critic = jax.tree.map(lambda p, g: p - lr * g, params["critic"], c_grad)
+    for a, b in zip(jax.tree.leaves(new["critic"]), jax.tree.leaves(expected_critic)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    def g_loss(g, c):
+        return jnp.mean(G.generator_loss(G.critic_scores(CRITIC.apply, c, GEN.apply(g, noise.generator_z)), "wgan_gp"))
+
+    g_grad = jax.grad(g_loss)(params["generator"], expected_critic)
+    for a, b in zip(jax.tree.leaves(new["generator"]), jax.tree.leaves(jax.tree.map(lambda p, g: p - lr * g, params["generator"], g_grad))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # Against the critic from before its update the generator step would differ.
+    stale = jax.grad(g_loss)(params["generator"], params["critic"])
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(stale), jax.tree.leaves(g_grad))) > 1e-5
+
+
+def test_gradient_penalty_gradient_is_finite_where_the_input_gradient_vanishes():
+    # A ReLU critic whose unit is dead at the first point: grad_x f = 0 there. sqrt's
+    # derivative at 0 is infinite; the penalty must still give finite parameter gradients.
+    def critic(p, x):
+        return jax.nn.relu(x @ p["w"] + p["b"][None, :])[:, 0]
+
+    params = {"w": jnp.array([[1.0], [0.5]]), "b": jnp.array([-1.0])}
+    x = jnp.array([[-2.0, -2.0], [3.0, 1.0]])
+    np.testing.assert_allclose(G.gradient_penalty(critic, params, x), [1.0, (np.sqrt(1.25) - 1.0) ** 2], rtol=1e-6)
+    grads = jax.grad(lambda p: jnp.mean(G.gradient_penalty(critic, p, x)))(params)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))

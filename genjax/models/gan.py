@@ -28,7 +28,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,10 +73,9 @@ class GANObjective:
             raise ValueError(f"kind: expected one of {OBJECTIVES}, got {self.kind!r}")
         if not _is_int(self.n_critic) or self.n_critic <= 0:
             raise ValueError(f"n_critic: expected a positive int, got {self.n_critic!r}")
-        if not self.gp_weight > 0:
-            raise ValueError(f"gp_weight (lambda): expected a positive float, got {self.gp_weight!r}")
-        if not self.clip_value > 0:
-            raise ValueError(f"clip_value: expected a positive float, got {self.clip_value!r}")
+        for name, value in (("gp_weight (lambda)", self.gp_weight), ("clip_value", self.clip_value)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 < value < np.inf:
+                raise ValueError(f"{name}: expected a positive finite float, got {value!r}")
 
     @property
     def wasserstein(self) -> bool:
@@ -147,7 +145,8 @@ def interpolate(real: jax.Array, fake: jax.Array, eps: jax.Array) -> jax.Array:
       ``x^ = eps x + (1 - eps) x~`` of shape ``[B, ...]``.
     """
     _check_pair(real, fake)
-    chex.assert_shape(eps, real.shape[:1])
+    if eps.shape != real.shape[:1]:
+        raise ValueError(f"eps: expected one weight per example, shape {real.shape[:1]}, got {eps.shape}")
     e = jnp.reshape(eps, eps.shape + (1,) * (real.ndim - 1)).astype(real.dtype)
     return e * real + (1.0 - e) * fake
 
@@ -168,7 +167,11 @@ def gradient_penalty(critic_apply: CriticApply, params: Params, x_hat: jax.Array
       ``[B]`` penalties (not yet multiplied by lambda).
     """
     grads = input_gradients(critic_apply, params, x_hat)
-    norms = jnp.sqrt(jnp.sum(jnp.reshape(grads, (grads.shape[0], -1)) ** 2, axis=-1))
+    squared = jnp.sum(jnp.reshape(grads, (grads.shape[0], -1)) ** 2, axis=-1)
+    # sqrt has an infinite derivative at 0 (a ReLU critic's dead region), and inf * 0 is
+    # NaN: take the norm's subgradient 0 there, as autograd frameworks do.
+    positive = squared > 0
+    norms = jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
     return (norms - 1.0) ** 2
 
 
@@ -196,15 +199,17 @@ def critic_loss(
       eps: ``[B]`` interpolation weights for the gradient penalty (unused otherwise).
 
     Returns:
-      ``(loss, metrics)``: metrics hold ``critic_loss``, ``wasserstein`` (the critic's
-      estimate ``E f(x) - E f(x~)``), ``gradient_penalty`` for WGAN-GP, and ``d_real`` /
-      ``d_fake`` (mean ``D``) for a GAN.
+      ``(loss, metrics)``: metrics hold ``critic_loss``; for a WGAN ``wasserstein``, the
+      critic's estimate ``E f(x) - E f(x~)`` (and ``gradient_penalty`` for WGAN-GP); for
+      a GAN ``logit_gap``, the same difference of mean logits, and ``d_real`` / ``d_fake``
+      (mean ``D``).
     """
     _check_pair(real, fake)
     fake = jax.lax.stop_gradient(fake)
     real_scores = critic_scores(critic_apply, params, real)
     fake_scores = critic_scores(critic_apply, params, fake)
-    metrics: Metrics = {"wasserstein": jnp.mean(real_scores) - jnp.mean(fake_scores)}
+    gap = jnp.mean(real_scores) - jnp.mean(fake_scores)
+    metrics: Metrics = {"wasserstein" if objective.wasserstein else "logit_gap": gap}
     if objective.wasserstein:
         loss = jnp.mean(fake_scores) - jnp.mean(real_scores)
         if objective.kind == "wgan_gp":
@@ -222,6 +227,39 @@ def critic_loss(
 def latent_noise(keys: jax.Array, latent_dim: int) -> jax.Array:
     """One standard normal latent ``z`` per key: ``[B, latent_dim]``."""
     return jax.vmap(lambda k: jax.random.normal(k, (latent_dim,), jnp.float32))(keys)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepNoise:
+    """The random draws of one training step (see ``step_noise``).
+
+    Attributes:
+      critic_z: ``[n_critic, B, latent_dim]`` latents of each critic update's fakes.
+      critic_eps: ``[n_critic, B]`` interpolation weights of each critic update.
+      generator_z: ``[B, latent_dim]`` latents of the generator update.
+    """
+
+    critic_z: jax.Array
+    critic_eps: jax.Array
+    generator_z: jax.Array
+
+
+def step_noise(keys: jax.Array, n_critic: int, latent_dim: int) -> StepNoise:
+    """Splits each example's key into independent draws for every update of a step.
+
+    ``keys[b]`` splits into ``n_critic + 1`` keys: key ``j < n_critic`` splits again into
+    the ``z`` and ``eps`` of critic update ``j``; the last gives the generator's ``z``.
+    So no draw is reused between updates, and example ``b`` gets the same noise on any
+    device count.
+    """
+    per_example = jax.vmap(lambda k: jax.random.split(k, n_critic + 1))(keys)
+    critic_keys = jnp.swapaxes(per_example[:, :n_critic], 0, 1)
+    z_keys, eps_keys = jnp.moveaxis(jax.vmap(jax.vmap(jax.random.split))(critic_keys), 2, 0)
+    return StepNoise(
+        critic_z=jax.vmap(lambda k: latent_noise(k, latent_dim))(z_keys),
+        critic_eps=jax.vmap(jax.vmap(lambda k: jax.random.uniform(k, ())))(eps_keys),
+        generator_z=latent_noise(per_example[:, n_critic], latent_dim),
+    )
 
 
 def sample(generator_apply: GeneratorApply, params: Params, key: jax.Array, num: int, latent_dim: int) -> jax.Array:
@@ -259,9 +297,9 @@ def make_gan_update(
     ``j`` using ``batch["image"][:, j]`` as its real minibatch, then one generator
     update; ``state.step`` counts generator updates.
 
-    Randomness is per example: ``keys[b]`` is split into one key per critic update (for
-    that update's ``z`` and ``eps``) and one for the generator update's ``z``, so every
-    back end and device count draws the same noise for the same example.
+    Randomness is per example (``step_noise``): every critic update and the generator
+    update get their own ``z`` (and ``eps``), and every back end and device count draws
+    the same noise for the same example.
 
     Args:
       generator_apply: the generator network.
@@ -274,7 +312,7 @@ def make_gan_update(
 
     Returns:
       The update. Metrics are means over the critic updates of ``critic_loss``,
-      ``wasserstein``, ``gradient_penalty`` / ``d_real`` / ``d_fake`` and
+      ``wasserstein`` or ``logit_gap``, ``gradient_penalty`` / ``d_real`` / ``d_fake`` and
       ``critic_grad_norm``, and ``generator_loss``, ``generator_grad_norm`` and the
       parameter norms; ``loss`` is ``critic_loss``.
     """
@@ -289,18 +327,16 @@ def make_gan_update(
         if state.ema_params is not None or state.model_state is not None:
             raise ValueError("state: the GAN update keeps no ema_params or model_state; build it with create_train_state(params, optimizers)")
         real = _real_data(batch, n_critic)
-        chex.assert_shape(keys, real.shape[:1])
+        if keys.shape != real.shape[:1]:
+            raise ValueError(f"keys: expected one key per example, shape {real.shape[:1]}, got {keys.shape}")
         g_params, c_params = state.params["generator"], state.params["critic"]
         g_opt, c_opt = state.opt_state["generator"], state.opt_state["critic"]
-        per_example = jax.vmap(lambda k: jax.random.split(k, n_critic + 1))(keys)
-        critic_keys = jnp.swapaxes(per_example[:, :n_critic], 0, 1)
+        noise = step_noise(keys, n_critic, latent_dim)
 
-        def critic_update(carry: tuple[Params, Any], xs: tuple[jax.Array, jax.Array]) -> tuple[tuple[Params, Any], Metrics]:
+        def critic_update(carry: tuple[Params, Any], xs: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[tuple[Params, Any], Metrics]:
             params, opt_state = carry
-            real_j, keys_j = xs
-            z_keys, eps_keys = jnp.swapaxes(jax.vmap(jax.random.split)(keys_j), 0, 1)
-            fake = generator_apply(g_params, latent_noise(z_keys, latent_dim))
-            eps = jax.vmap(lambda k: jax.random.uniform(k, ()))(eps_keys)
+            real_j, z, eps = xs
+            fake = generator_apply(g_params, z)
             grads, metrics = jax.grad(lambda p: critic_loss(objective, critic_apply, p, real_j, fake, eps), has_aux=True)(params)
             grads, metrics = mean(grads), mean(metrics)
             updates, opt_state = critic_optimizer.update(grads, opt_state, params)
@@ -310,8 +346,9 @@ def make_gan_update(
             metrics["critic_grad_norm"] = optax.tree.norm(grads)
             return (params, opt_state), metrics
 
-        (c_params, c_opt), critic_metrics = jax.lax.scan(critic_update, (c_params, c_opt), (jnp.swapaxes(real, 0, 1), critic_keys))
-        z = latent_noise(per_example[:, n_critic], latent_dim)
+        xs = (jnp.swapaxes(real, 0, 1), noise.critic_z, noise.critic_eps)
+        (c_params, c_opt), critic_metrics = jax.lax.scan(critic_update, (c_params, c_opt), xs)
+        z = noise.generator_z
 
         def g_objective(params: Params) -> tuple[jax.Array, jax.Array]:
             fake = generator_apply(params, z)
