@@ -99,18 +99,21 @@ def _build(config: Any) -> tuple[Any, Any, Any, Any]:
     if isinstance(t.batch_size, bool) or t.batch_size <= 0:
         raise ValueError(f"train.batch_size: expected a positive int, got {t.batch_size}")
     task = build_task(config)
-    optimizer = make_optimizer(
-        t.optimizer,
-        learning_rate=t.learning_rate,
-        schedule=t.schedule,
-        steps_per_epoch=task.steps_per_epoch,
-        warmup_steps=t.warmup_steps,
-        decay_steps=t.decay_steps,
-        grad_clip=t.grad_clip or None,
-        b1=t.b1,
-        b2=t.b2,
-        eps=t.eps,
-    )
+    if task.optimizer is not None:
+        optimizer = task.optimizer
+    else:
+        optimizer = make_optimizer(
+            t.optimizer,
+            learning_rate=t.learning_rate,
+            schedule=t.schedule,
+            steps_per_epoch=task.steps_per_epoch,
+            warmup_steps=t.warmup_steps,
+            decay_steps=t.decay_steps,
+            grad_clip=t.grad_clip or None,
+            b1=t.b1,
+            b2=t.b2,
+            eps=t.eps,
+        )
     key = jax.random.key(config.seed)
     init_key, train_key, _ = jax.random.split(key, 3)
     state = create_train_state(task.init_params(init_key), optimizer, ema=bool(t.ema_decay), model_state=task.init_model_state)
@@ -168,7 +171,7 @@ def _final_outputs(config: Any, task: Any, state: Any, workdir: pathlib.Path) ->
 
     key = jax.random.fold_in(jax.random.key(config.seed), 0xE7A1)
     params = _eval_params(state)
-    viz.save_image_grid(workdir / "samples.png", task.sample(params, jax.random.fold_in(key, 1), config.eval.num_grid))
+    viz.save_samples(workdir / "samples.png", task.sample(params, jax.random.fold_in(key, 1), config.eval.num_grid))
     task.figures(params, jax.random.fold_in(key, 2), workdir)
     tic = time.perf_counter()
     metrics = task.evaluate(params, jax.random.fold_in(key, 3), True)
@@ -183,7 +186,10 @@ def cmd_train(config: Any, workdir: pathlib.Path) -> None:
 
     task, optimizer, state, train_key = _build(config)
     t = config.train
-    step = build_train_step(task.loss_fn, optimizer, parallel=config.parallel, devices=_devices(config), ema_decay=t.ema_decay or None)
+    if task.update is not None:
+        step = build_train_step(update=task.update, parallel=config.parallel, devices=_devices(config))
+    else:
+        step = build_train_step(task.loss_fn, optimizer, parallel=config.parallel, devices=_devices(config), ema_decay=t.ema_decay or None)
     workdir.mkdir(parents=True, exist_ok=True)
     resolved = json.loads(config.to_json_best_effort())
     checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints)
@@ -277,7 +283,7 @@ def cmd_sample(config: Any, workdir: pathlib.Path, num: int, out: str | None) ->
         png = out_path.with_suffix(".png")
     else:
         png = workdir / "samples.png"
-    viz.save_image_grid(png, images)
+    viz.save_samples(png, images)
     print(json.dumps({"num": num, "png": str(png), "npz": out, "step": int(state.step)}))
 
 

@@ -47,3 +47,74 @@ def save_png(path: str | pathlib.Path, grid: np.ndarray) -> pathlib.Path:
 def save_image_grid(path: str | pathlib.Path, images: np.ndarray, *, ncols: int | None = None) -> pathlib.Path:
     """``image_grid`` then ``save_png``."""
     return save_png(path, image_grid(images, ncols=ncols))
+
+
+def save_scatter(path: str | pathlib.Path, points: np.ndarray, *, reference: np.ndarray | None = None, title: str = "") -> pathlib.Path:
+    """Scatter plot of 2D samples ``[N, 2]``, over optional reference points, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[-1] != 2:
+        raise ValueError(f"points: expected 2D samples [N, 2], got shape {points.shape}")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    if reference is not None:
+        ax.scatter(reference[:, 0], reference[:, 1], s=2, c="tab:orange", alpha=0.5, label="data")
+    ax.scatter(points[:, 0], points[:, 1], s=2, c="tab:blue", alpha=0.5, label="samples")
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def save_samples(path: str | pathlib.Path, samples: np.ndarray) -> pathlib.Path:
+    """Writes samples as a PNG: an image grid for ``[N, H, W, C]``, a scatter for ``[N, 2]``."""
+    samples = np.asarray(samples)
+    if samples.ndim == 2 and samples.shape[-1] == 2:
+        return save_scatter(path, samples)
+    return save_image_grid(path, samples)
+
+
+def save_critic_surface(
+    path: str | pathlib.Path,
+    surface: tuple[np.ndarray, np.ndarray, np.ndarray],
+    real: np.ndarray,
+    fake: np.ndarray,
+    *,
+    title: str = "",
+) -> pathlib.Path:
+    """Critic value contours with real (orange) and generated (green) points, in the
+    style of Fig. 1 of Gulrajani et al. (arXiv 1704.00028).
+
+    Args:
+      path: the PNG to write.
+      surface: ``(xx, yy, values)`` grids, as ``genjax.tasks.gan.critic_surface`` returns.
+      real: ``[N, 2]`` data points.
+      fake: ``[M, 2]`` generated points.
+      title: the plot title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xx, yy, values = surface
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    contour = ax.contourf(xx, yy, values, levels=30, cmap="viridis")
+    fig.colorbar(contour, ax=ax, fraction=0.046, pad=0.04)
+    ax.scatter(real[:, 0], real[:, 1], s=2, c="tab:orange", alpha=0.6)
+    ax.scatter(fake[:, 0], fake[:, 1], s=2, c="lime", alpha=0.6)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,6 +1,14 @@
 """Neural-network building blocks shared by the model families."""
 
 from genjax.nn.conv import ConvDecoder, ConvEncoder
+from genjax.nn.gan_nets import (
+    DCGANCritic,
+    DCGANGenerator,
+    MLPCritic,
+    MLPGenerator,
+    ResNetCritic,
+    ResNetGenerator,
+)
 from genjax.nn.mlp import MLP
 from genjax.nn.unet import UNet, ddpm_cifar10, sinusoidal_embedding, unet_tiny
 
@@ -8,6 +16,12 @@ __all__ = [
     "MLP",
     "ConvDecoder",
     "ConvEncoder",
+    "DCGANCritic",
+    "DCGANGenerator",
+    "MLPCritic",
+    "MLPGenerator",
+    "ResNetCritic",
+    "ResNetGenerator",
     "UNet",
     "ddpm_cifar10",
     "sinusoidal_embedding",

@@ -14,6 +14,7 @@ import ml_collections
 from genjax.tasks.base import Task, load_split, synthetic_images
 from genjax.tasks.diffusion import build_ddpm_task
 from genjax.tasks.discrete import build_discrete_vae_task, build_sbn_task
+from genjax.tasks.gan import build_gan_task
 from genjax.tasks.vae import build_vae_task
 
 TASK_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
@@ -21,6 +22,7 @@ TASK_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
     "discrete_vae": build_discrete_vae_task,
     "sbn": build_sbn_task,
     "ddpm": build_ddpm_task,
+    "gan": build_gan_task,
 }
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from genjax.data import ArrayDataset, binarize, load_dataset
-from genjax.train.step import Batch, LossFn
+from genjax.train.step import Batch, LossFn, UpdateBuilder
 
 Params = Any
 
@@ -38,16 +38,23 @@ class Task:
       steps_per_epoch: optimiser steps per pass over the training set.
       init_model_state: the initial ``model_state`` of a stateful loss (see
         ``genjax.train.make_update``), or None when ``loss_fn`` is a plain loss.
+      optimizer: for a family with its own update, the optimiser(s) its state is built
+        with (a mapping for several players); None to use the config's ``train`` fields.
+      update: for a family whose step is not one gradient step on one loss (a GAN's
+        critic and generator updates), the update builder given to
+        ``build_train_step(update=...)``; ``loss_fn`` is then None.
     """
 
     init_params: Callable[[jax.Array], Params]
-    loss_fn: LossFn
+    loss_fn: LossFn | None
     batches: Callable[[int], Batch]
     evaluate: Callable[[Params, jax.Array, bool], dict[str, float]]
     sample: Callable[[Params, jax.Array, int], np.ndarray]
     figures: Callable[[Params, jax.Array, pathlib.Path], list[pathlib.Path]]
     steps_per_epoch: int
     init_model_state: Any = None
+    optimizer: Any = None
+    update: UpdateBuilder | None = None
 
 
 def synthetic_images(num: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:
