@@ -25,3 +25,27 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 def key() -> jax.Array:
     """A fresh typed PRNG key for each test."""
     return jax.random.key(0)
+
+
+@pytest.fixture
+def mock_cifar10(tmp_path):
+    """``mock_cifar10(num)``: a context in which tfds serves ``num`` random CIFAR-10 records.
+
+    It goes through tfds's own mock (``tfds.testing.mock_data``) so the real loader code
+    runs; the records come from a plain list because tfds 4.9's mock data source lacks
+    ``__getitems__``.
+    """
+    tfds = pytest.importorskip("tensorflow_datasets")
+    import numpy as np
+
+    def make(num: int):
+        rng = np.random.default_rng(0)
+        records = [{"image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), "label": i % 10} for i in range(num)]
+
+        def fake_source(builder, split=None, **kwargs):
+            del builder, split, kwargs
+            return list(records)
+
+        return tfds.testing.mock_data(num_examples=num, as_data_source_fn=fake_source, data_dir=str(tmp_path / "tfds"))
+
+    return make

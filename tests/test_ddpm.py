@@ -84,17 +84,9 @@ def test_image_shape_the_unet_cannot_halve_is_refused(tmp_path, capsys):
     assert "x: image height and width must be multiples of 2**(len(ch_mult) - 1) = 4" in err, err
 
 
-def test_ddpm_cifar10_smoke_on_tfds_mock_data(tmp_path):
+def test_ddpm_cifar10_smoke_on_tfds_mock_data(tmp_path, mock_cifar10):
     """The paper's CIFAR-10 config, narrowed, through the real tfds loader on mock records."""
-    tfds = pytest.importorskip("tensorflow_datasets")
-    rng = np.random.default_rng(0)
-    records = [{"image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), "label": i % 10} for i in range(16)]
-
-    def fake_source(builder, split=None, **kwargs):
-        del builder, kwargs
-        return list(records)
-
-    with tfds.testing.mock_data(num_examples=16, as_data_source_fn=fake_source, data_dir=str(tmp_path / "tfds")):
+    with mock_cifar10(16):
         args = ["train", "--config", f"{CIFAR_CONFIG}:smoke", "--workdir", str(tmp_path / "run")]
         assert cli.main(args) == 0
     result = json.loads((tmp_path / "run" / "eval.json").read_text())

@@ -69,17 +69,9 @@ def test_wgan_gp_cifar10_resnet_preset(capsys):
     assert (train["batch_size"], train["learning_rate"], train["b1"], train["b2"], train["schedule"]) == (64, 2e-4, 0.0, 0.9, "linear")
 
 
-def test_wgan_gp_cifar10_smoke_on_tfds_mock_data(tmp_path):
+def test_wgan_gp_cifar10_smoke_on_tfds_mock_data(tmp_path, mock_cifar10):
     """The ResNet preset, narrowed, through the real tfds loader on mock records."""
-    tfds = pytest.importorskip("tensorflow_datasets")
-    rng = np.random.default_rng(0)
-    records = [{"image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), "label": i % 10} for i in range(40)]
-
-    def fake_source(builder, split=None, **kwargs):
-        del builder, kwargs
-        return list(records)
-
-    with tfds.testing.mock_data(num_examples=40, as_data_source_fn=fake_source, data_dir=str(tmp_path / "tfds")):
+    with mock_cifar10(40):
         assert cli.main(["train", "--config", f"{CIFAR_CONFIG}:smoke", "--workdir", str(tmp_path / "run")]) == 0
     result = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert result["step"] == 2 and np.isfinite(result["heldout_wasserstein"])
@@ -156,3 +148,17 @@ def test_critic_schedule_follows_the_generator_step():
 def test_config_fields_that_would_be_ignored_are_refused(config, override, message, capsys):
     assert cli.main(["info", "--config", config, "--workdir", "unused", override]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_mnist_report_collects_runs(mnist_run, tmp_path):
+    spec = importlib.util.spec_from_file_location("gan_mnist_report", ROOT / "experiments" / "gan_mnist" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    assert report.main(["--runs", str(mnist_run), "--out", str(tmp_path), "--reference", "64"]) == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    ev = json.loads((mnist_run / "eval.json").read_text())
+    assert [r["model"] for r in result["rows"]] == ["WGAN-GP", "64 real training images (reference)", "GAN, Goodfellow et al. Table 1"]
+    assert result["rows"][0]["value"] == ev["parzen_log_likelihood"] and result["rows"][0]["stderr"] == ev["parzen_stderr"]
+    assert all(set(r) == {"dataset", "model", "metric", "value", "stderr"} for r in result["rows"])
+    for name in ("samples.png", "training_curves.png", "table.md"):
+        assert (tmp_path / name).is_file(), name
