@@ -1,7 +1,8 @@
-"""Trains the 3 x 3 toy runs of WGAN-GP's Fig. 1 / Fig. 2 and writes their report.
+"""Trains the 3 x 4 toy runs of WGAN-GP's Fig. 1 / Fig. 2 and writes their report.
 
 For every dataset (8 Gaussians, 25 Gaussians, swiss roll) and objective (GAN, WGAN with
-weight clipping, WGAN-GP) this trains ``config.py:DATASET,OBJECTIVE`` with the generic
+weight clipping, WGAN-GP at the toy code's lambda 0.1 and at Algorithm 1's lambda 10)
+this trains ``config.py:DATASET,OBJECTIVE`` with the generic
 ``genjax train`` loop (each run resumes from its checkpoints), then writes:
 
 * ``critic_surfaces.png``: the critic's value over the plane with data (orange) and
@@ -40,8 +41,8 @@ from genjax.tasks.gan import build_networks, critic_surface
 
 HERE = pathlib.Path(__file__).resolve().parent
 DATASETS = ("eight_gaussians", "twentyfive_gaussians", "swiss_roll")
-OBJECTIVES = ("gan", "wgan", "wgan_gp")
-LABELS = {"gan": "GAN", "wgan": "WGAN (clipping)", "wgan_gp": "WGAN-GP"}
+OBJECTIVES = ("gan", "wgan", "wgan_gp", "wgan_gp_lambda10")
+LABELS = {"gan": "GAN", "wgan": "WGAN (clipping)", "wgan_gp": "WGAN-GP", "wgan_gp_lambda10": "WGAN-GP, lambda 10"}
 
 
 def train_all(workdir: pathlib.Path, tiny: bool, datasets: tuple[str, ...], objectives: tuple[str, ...]) -> dict[tuple[str, str], dict]:
@@ -129,11 +130,11 @@ def report(results: dict[tuple[str, str], dict], floor: dict[str, float], out: p
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", default="runs/wgan_gp_toy", help="folder of the nine run folders")
+    parser.add_argument("--workdir", default="runs/wgan_gp_toy", help="folder of the run folders, one per dataset and objective")
     parser.add_argument("--out", default=str(HERE), help="where the figures, results.json and table.md go")
     parser.add_argument("--tiny", action="store_true", help="tiny preset of every run (tests)")
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of the datasets")
-    parser.add_argument("--objectives", default=",".join(OBJECTIVES), help="comma-separated subset of gan, wgan, wgan_gp")
+    parser.add_argument("--objectives", default=",".join(OBJECTIVES), help="comma-separated subset of " + ", ".join(OBJECTIVES))
     args = parser.parse_args(argv)
     datasets, objectives = tuple(args.datasets.split(",")), tuple(args.objectives.split(","))
     for name, chosen, known in (("--datasets", datasets, DATASETS), ("--objectives", objectives, OBJECTIVES)):
