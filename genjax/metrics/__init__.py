@@ -1,6 +1,20 @@
-"""Evaluation metrics: likelihood bounds, Parzen windows, toy 2D sample quality."""
+"""Evaluation metrics: likelihood bounds, Parzen windows, FID/KID/IS, toy 2D sample quality, MNIST classifier features."""
 
+from genjax.metrics.fid import (
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_from_features,
+    inception_score,
+    kernel_inception_distance,
+)
 from genjax.metrics.likelihood import BitsPerDim, bits_per_dim, vlb_terms
+from genjax.metrics.mnist_classifier import (
+    MNISTClassifier,
+    load_mnist_classifier,
+    mnist_accuracy,
+    mnist_classifier_metadata,
+    mnist_features,
+)
 from genjax.metrics.parzen import (
     DEFAULT_SIGMAS,
     ParzenResult,
@@ -12,9 +26,19 @@ from genjax.metrics.toy2d import ModeMetrics, mode_metrics, sliced_wasserstein
 __all__ = [
     "DEFAULT_SIGMAS",
     "BitsPerDim",
+    "MNISTClassifier",
     "ModeMetrics",
     "ParzenResult",
     "bits_per_dim",
+    "feature_statistics",
+    "frechet_distance",
+    "frechet_distance_from_features",
+    "inception_score",
+    "kernel_inception_distance",
+    "load_mnist_classifier",
+    "mnist_accuracy",
+    "mnist_classifier_metadata",
+    "mnist_features",
     "mode_metrics",
     "parzen_log_density",
     "parzen_log_likelihood",

@@ -9,6 +9,13 @@ from genjax.nn.gan_nets import (
     ResNetCritic,
     ResNetGenerator,
 )
+from genjax.nn.inception import (
+    FIDInceptionV3,
+    InceptionOutput,
+    inception_features,
+    inception_outputs,
+    load_inception_params,
+)
 from genjax.nn.mlp import MLP
 from genjax.nn.unet import UNet, ddpm_cifar10, sinusoidal_embedding, unet_tiny
 
@@ -18,12 +25,17 @@ __all__ = [
     "ConvEncoder",
     "DCGANCritic",
     "DCGANGenerator",
+    "FIDInceptionV3",
+    "InceptionOutput",
     "MLPCritic",
     "MLPGenerator",
     "ResNetCritic",
     "ResNetGenerator",
     "UNet",
     "ddpm_cifar10",
+    "inception_features",
+    "inception_outputs",
+    "load_inception_params",
     "sinusoidal_embedding",
     "unet_tiny",
 ]

@@ -1,0 +1,1 @@
+"""Data files shipped with genjax (the MNIST classifier weights and their metadata)."""
