@@ -154,11 +154,19 @@ def test_mnist_report_collects_runs(mnist_run, tmp_path):
     spec = importlib.util.spec_from_file_location("gan_mnist_report", ROOT / "experiments" / "gan_mnist" / "report.py")
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
-    assert report.main(["--runs", str(mnist_run), "--out", str(tmp_path), "--reference", "64"]) == 0
+    assert report.main(["--runs", str(mnist_run), "--out", str(tmp_path), "--reference", "64", "--fd-samples", "64"]) == 0
     result = json.loads((tmp_path / "results.json").read_text())
     ev = json.loads((mnist_run / "eval.json").read_text())
-    assert [r["model"] for r in result["rows"]] == ["WGAN-GP", "64 real training images (reference)", "GAN, Goodfellow et al. Table 1"]
+    reference = "64 real training images (reference)"
+    assert [(r["model"], r["metric"]) for r in result["rows"]] == [
+        ("WGAN-GP", "parzen_log_likelihood_nats"),
+        ("WGAN-GP", "classifier_frechet_distance"),
+        (reference, "parzen_log_likelihood_nats"),
+        (reference, "classifier_frechet_distance"),
+        ("GAN, Goodfellow et al. Table 1", "parzen_log_likelihood_nats"),
+    ]
     assert result["rows"][0]["value"] == ev["parzen_log_likelihood"] and result["rows"][0]["stderr"] == ev["parzen_stderr"]
+    assert result["rows"][1]["value"] > 0 and result["rows"][3]["value"] > 0
     assert all(set(r) == {"dataset", "model", "metric", "value", "stderr"} for r in result["rows"])
     for name in ("samples.png", "training_curves.png", "table.md"):
         assert (tmp_path / name).is_file(), name
