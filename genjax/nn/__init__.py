@@ -9,6 +9,7 @@ from genjax.nn.gan_nets import (
     ResNetCritic,
     ResNetGenerator,
 )
+from genjax.nn.diffusers_import import convert_diffusers_state_dict, load_diffusers_unet, unet_from_diffusers_config
 from genjax.nn.inception import (
     FIDInceptionV3,
     InceptionOutput,
@@ -32,10 +33,13 @@ __all__ = [
     "ResNetCritic",
     "ResNetGenerator",
     "UNet",
+    "convert_diffusers_state_dict",
     "ddpm_cifar10",
     "inception_features",
     "inception_outputs",
+    "load_diffusers_unet",
     "load_inception_params",
     "sinusoidal_embedding",
+    "unet_from_diffusers_config",
     "unet_tiny",
 ]

@@ -6,10 +6,18 @@ Both samplers walk the evenly spaced subset of ``steps`` discrete timesteps of
 (``abar = 1``), so they return data, not a slightly noisy ``x_0``. Every step runs inside
 one ``jax.lax.scan`` over precomputed per-step arrays, so the traced program (and its
 compile time) does not depend on ``steps``; the network is evaluated once per step.
+
+The per-step update rules are exposed as pure functions for step-by-step use and for
+comparison with other implementations: ``ddpm_step_table`` / ``ddpm_step`` and
+``ddim_step_table`` / ``ddim_step`` are exactly what the scans of ``ddpm_sample`` and
+``ddim_sample`` evaluate.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +55,197 @@ def _step_tables(alphas_cumprod, steps: int):
 
 def _finish(x: jax.Array, buffer: jax.Array, record: tuple[int, ...]):
     return (x, buffer) if record else x
+
+
+class DDPMStepTable(NamedTuple):
+    """Per-step float32 coefficients of ancestral DDPM sampling, in loop order.
+
+    Each field is ``[steps]`` (decreasing ``t``) as returned by ``ddpm_step_table``; one
+    row (index every field with ``i``) is what ``ddpm_step`` takes for step ``i``.
+
+    Attributes:
+      t: the timestep the network is evaluated at (float32).
+      abar_t: ``abar`` at ``t``.
+      coef_x0: ``sqrt(abar_prev) beta / (1 - abar_t)``, with the respaced ``beta = 1 -
+        abar_t / abar_prev`` (Ho et al. 2020, eq. 7).
+      coef_xt: ``sqrt(alpha) (1 - abar_prev) / (1 - abar_t)``, ``alpha = 1 - beta`` (eq. 7).
+      std: the noise scale: ``sqrt(beta_tilde)`` (``"small"``), ``sqrt(beta)`` and 0 on the
+        last step (``"large"``), or 1 and 0 on the last step (``"learned"``, multiplied by
+        the learned standard deviation).
+      log_lo: ``log beta_tilde`` (``"learned"`` only, else 0).
+      log_hi: ``log beta`` (``"learned"`` only, else 0).
+    """
+
+    t: jax.Array
+    abar_t: jax.Array
+    coef_x0: jax.Array
+    coef_xt: jax.Array
+    std: jax.Array
+    log_lo: jax.Array
+    log_hi: jax.Array
+
+
+def ddpm_step_table(alphas_cumprod, steps: int, *, variance: str = "small") -> DDPMStepTable:
+    """The per-step coefficients ``ddpm_sample`` scans over (see ``DDPMStepTable``).
+
+    Computed in float64 on the host for a concrete ``alphas_cumprod`` (float32 for a traced
+    one) and returned as float32 arrays, on the timesteps ``T-1 = t_0 > ... > t_{steps-1} =
+    0`` of ``base.spaced_timesteps`` with ``abar_prev = 1`` on the last step.
+
+    Args:
+      alphas_cumprod: ``abar`` table ``[T]``.
+      steps: number of reverse steps, in ``[1, T]``.
+      variance: ``"small"``, ``"large"`` or ``"learned"`` (see ``ddpm_sample``).
+
+    Returns:
+      A ``DDPMStepTable`` of ``[steps]`` float32 arrays.
+
+    Raises:
+      ValueError: naming ``alphas_cumprod``, ``steps`` or ``variance``.
+    """
+    table = check_alphas_cumprod(alphas_cumprod)
+    check_steps(steps, table.shape[0])
+    if variance not in VARIANCES:
+        raise ValueError(f"variance: expected one of {VARIANCES}, got {variance!r}")
+    t, abar_t, abar_prev, xp = _step_tables(table, steps)
+    alpha = abar_t / abar_prev
+    beta = 1.0 - alpha
+    beta_tilde = (1.0 - abar_prev) / (1.0 - abar_t) * beta
+    coef_x0 = xp.sqrt(abar_prev) * beta / (1.0 - abar_t)
+    coef_xt = xp.sqrt(alpha) * (1.0 - abar_prev) / (1.0 - abar_t)
+    last = np.arange(steps) == steps - 1
+    log_lo = log_hi = xp.zeros_like(beta)
+    if variance == "small":
+        std = xp.sqrt(beta_tilde)
+    elif variance == "large":
+        std = xp.where(last, 0.0, xp.sqrt(beta))
+    else:  # "learned"
+        std = xp.where(last, 0.0, 1.0)  # multiplies the learned standard deviation
+        # beta_tilde of the last step is 0: use the one before (beta for a single step).
+        clipped = beta if steps == 1 else xp.concatenate([beta_tilde[:-1], beta_tilde[-2:-1]])
+        log_lo, log_hi = xp.log(clipped), xp.log(beta)
+    return DDPMStepTable(f32(t), f32(abar_t), f32(coef_x0), f32(coef_xt), f32(std), f32(log_lo), f32(log_hi))
+
+
+def ddpm_step(
+    x_t: jax.Array,
+    eps: jax.Array,
+    noise: jax.Array,
+    coefs: DDPMStepTable,
+    *,
+    clip_x0: bool = True,
+    var_frac: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """One ancestral step ``x_t -> x_{t'}`` (Ho et al. 2020, arXiv 2006.11239, Algorithm 2).
+
+    ``x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)`` (clipped to ``[-1, 1]`` with
+    ``clip_x0``), ``mean = coef_x0 x0_hat + coef_xt x_t`` (the posterior mean of eq. 7),
+    ``x_{t'} = mean + std noise``. With ``var_frac = v`` (learned variances, Nichol &
+    Dhariwal 2021, eq. 15) the noise scale is ``std * exp((v log_hi + (1 - v) log_lo) /
+    2)``.
+
+    Args:
+      x_t: the current sample (float32).
+      eps: the predicted noise at ``(x_t, coefs.t)``.
+      noise: a standard normal draw of ``x_t``'s shape.
+      coefs: one row of ``ddpm_step_table`` (scalar fields).
+      clip_x0: clip the predicted ``x_0`` to ``[-1, 1]``.
+      var_frac: the learned variance interpolation, for a ``"learned"`` table.
+
+    Returns:
+      ``(x_{t'}, x0_hat)``.
+    """
+    chex.assert_equal_shape([x_t, eps, noise])
+    x0 = maybe_clip(x0_from_eps(x_t, eps, coefs.abar_t), clip_x0)
+    mean = coefs.coef_x0 * x0 + coefs.coef_xt * x_t
+    std = coefs.std
+    if var_frac is not None:
+        std = std * jnp.exp(0.5 * (var_frac * coefs.log_hi + (1.0 - var_frac) * coefs.log_lo))
+    return mean + std * noise, x0
+
+
+class DDIMStepTable(NamedTuple):
+    """Per-step float32 coefficients of DDIM sampling, in loop order.
+
+    Each field is ``[steps]`` (decreasing ``t``) as returned by ``ddim_step_table``; one
+    row is what ``ddim_step`` takes.
+
+    Attributes:
+      t: the timestep the network is evaluated at (float32).
+      abar_t: ``abar`` at ``t``.
+      sqrt_abar_prev: ``sqrt(abar_{t'})`` of the next timestep ``t'`` (1 after ``t = 0``).
+      coef_eps: ``sqrt(1 - abar_{t'} - sigma^2)`` (Song et al. 2021, eq. 12).
+      sigma: ``eta sqrt((1 - abar_{t'}) / (1 - abar_t)) sqrt(1 - abar_t / abar_{t'})``
+        (eq. 16).
+    """
+
+    t: jax.Array
+    abar_t: jax.Array
+    sqrt_abar_prev: jax.Array
+    coef_eps: jax.Array
+    sigma: jax.Array
+
+
+def ddim_step_table(alphas_cumprod, steps: int, *, eta: float = 0.0) -> DDIMStepTable:
+    """The per-step coefficients ``ddim_sample`` scans over (see ``DDIMStepTable``).
+
+    Same timesteps and precision rules as ``ddpm_step_table``.
+
+    Args:
+      alphas_cumprod: ``abar`` table ``[T]``.
+      steps: number of steps, in ``[1, T]``.
+      eta: stochasticity ``>= 0``.
+
+    Returns:
+      A ``DDIMStepTable`` of ``[steps]`` float32 arrays.
+
+    Raises:
+      ValueError: naming ``alphas_cumprod``, ``steps`` or ``eta``.
+    """
+    table = check_alphas_cumprod(alphas_cumprod)
+    check_steps(steps, table.shape[0])
+    if eta < 0:
+        raise ValueError(f"eta: must be >= 0, got {eta}")
+    t, abar_t, abar_prev, xp = _step_tables(table, steps)
+    sigma = eta * xp.sqrt((1.0 - abar_prev) / (1.0 - abar_t)) * xp.sqrt(1.0 - abar_t / abar_prev)
+    coef_eps = xp.sqrt(xp.maximum(1.0 - abar_prev - sigma**2, 0.0))
+    return DDIMStepTable(f32(t), f32(abar_t), f32(xp.sqrt(abar_prev)), f32(coef_eps), f32(sigma))
+
+
+def ddim_step(
+    x_t: jax.Array,
+    eps: jax.Array,
+    noise: jax.Array | None,
+    coefs: DDIMStepTable,
+    *,
+    clip_x0: bool = True,
+) -> tuple[jax.Array, jax.Array]:
+    """One DDIM step ``x_t -> x_{t'}`` (Song et al. 2021, arXiv 2010.02502, eq. 12).
+
+    ``x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``; with ``clip_x0`` it is clipped
+    to ``[-1, 1]`` and ``eps`` recomputed from it; then ``x_{t'} = sqrt(abar_{t'}) x0_hat +
+    coef_eps eps + sigma noise``.
+
+    Args:
+      x_t: the current sample (float32).
+      eps: the predicted noise at ``(x_t, coefs.t)``.
+      noise: a standard normal draw of ``x_t``'s shape, or ``None`` for ``eta = 0``.
+      coefs: one row of ``ddim_step_table`` (scalar fields).
+      clip_x0: clip the predicted ``x_0`` to ``[-1, 1]``.
+
+    Returns:
+      ``(x_{t'}, x0_hat)``.
+    """
+    chex.assert_equal_shape([x_t, eps] if noise is None else [x_t, eps, noise])
+    abar = coefs.abar_t
+    x0 = x0_from_eps(x_t, eps, abar)
+    if clip_x0:
+        x0 = maybe_clip(x0, True)
+        eps = (x_t - jnp.sqrt(abar) * x0) / jnp.sqrt(1.0 - abar)
+    x = coefs.sqrt_abar_prev * x0 + coefs.coef_eps * eps
+    if noise is not None:
+        x = x + coefs.sigma * noise
+    return x, x0
 
 
 def ddpm_sample(
@@ -95,48 +294,26 @@ def ddpm_sample(
     Returns:
       The sample (float32), or ``(sample, x0_record [len(record), *shape])``.
     """
-    table = check_alphas_cumprod(alphas_cumprod)
-    check_steps(steps, table.shape[0])
-    if variance not in VARIANCES:
-        raise ValueError(f"variance: expected one of {VARIANCES}, got {variance!r}")
+    coefs = ddpm_step_table(alphas_cumprod, steps, variance=variance)
     shape = tuple(shape)
     x, keys = split_key(key, shape, steps, x_T)
-    t, abar_t, abar_prev, xp = _step_tables(table, steps)
-    alpha = abar_t / abar_prev
-    beta = 1.0 - alpha
-    beta_tilde = (1.0 - abar_prev) / (1.0 - abar_t) * beta
-    coef_x0 = xp.sqrt(abar_prev) * beta / (1.0 - abar_t)
-    coef_xt = xp.sqrt(alpha) * (1.0 - abar_prev) / (1.0 - abar_t)
-    last = np.arange(steps) == steps - 1
-    log_lo = log_hi = xp.zeros_like(beta)
-    if variance == "small":
-        std = xp.sqrt(beta_tilde)
-    elif variance == "large":
-        std = xp.where(last, 0.0, xp.sqrt(beta))
-    else:  # "learned"
-        std = xp.where(last, 0.0, 1.0)  # multiplies the learned standard deviation
-        # beta_tilde of the last step is 0: use the one before (beta for a single step).
-        clipped = beta if steps == 1 else xp.concatenate([beta_tilde[:-1], beta_tilde[-2:-1]])
-        log_lo, log_hi = xp.log(clipped), xp.log(beta)
     mask = jnp.asarray(record_mask(record, steps))
 
     def step(carry, xs):
         x, buffer = carry
-        t_i, abar_i, c_x0, c_xt, std_i, lo, hi, key_i, mask_i = xs
-        pred = evaluate(denoiser, x, t_i)
-        x0 = maybe_clip(x0_from_eps(x, pred.eps, abar_i), clip_x0)
-        mean = c_x0 * x0 + c_xt * x
+        row, key_i, mask_i = xs
+        pred = evaluate(denoiser, x, row.t)
+        var_frac = None
         if variance == "learned":
             if pred.var_frac is None:
                 raise ValueError("variance: 'learned' needs a denoiser whose Prediction.var_frac is not None")
-            v = pred.var_frac
-            std_i = std_i * jnp.exp(0.5 * (v * hi + (1.0 - v) * lo))
-        x = mean + std_i * jax.random.normal(key_i, shape, jnp.float32)
+            var_frac = pred.var_frac
+        noise = jax.random.normal(key_i, shape, jnp.float32)
+        x, x0 = ddpm_step(x, pred.eps, noise, row, clip_x0=clip_x0, var_frac=var_frac)
         return (x, update_record(buffer, mask_i, x0)), None
 
     buffer = jnp.zeros((len(record),) + shape, jnp.float32)
-    xs = (f32(t), f32(abar_t), f32(coef_x0), f32(coef_xt), f32(std), f32(log_lo), f32(log_hi), keys, mask)
-    (x, buffer), _ = jax.lax.scan(step, (x, buffer), xs)
+    (x, buffer), _ = jax.lax.scan(step, (x, buffer), (coefs, keys, mask))
     return _finish(x, buffer, record)
 
 
@@ -177,34 +354,22 @@ def ddim_sample(
     Returns:
       The sample (float32), or ``(sample, x0_record [len(record), *shape])``.
     """
-    table = check_alphas_cumprod(alphas_cumprod)
-    check_steps(steps, table.shape[0])
-    if eta < 0:
-        raise ValueError(f"eta: must be >= 0, got {eta}")
+    coefs = ddim_step_table(alphas_cumprod, steps, eta=eta)
     shape = tuple(shape)
     x, keys = split_key(key, shape, steps, x_T)
-    t, abar_t, abar_prev, xp = _step_tables(table, steps)
-    sigma = eta * xp.sqrt((1.0 - abar_prev) / (1.0 - abar_t)) * xp.sqrt(1.0 - abar_t / abar_prev)
-    coef_eps = xp.sqrt(xp.maximum(1.0 - abar_prev - sigma**2, 0.0))
     mask = jnp.asarray(record_mask(record, steps))
 
     def step(carry, xs):
         x, buffer = carry
-        t_i, abar_i, sqrt_abar_p, c_eps, sigma_i, key_i, mask_i = xs
-        eps = evaluate(denoiser, x, t_i).eps
-        x0 = x0_from_eps(x, eps, abar_i)
-        if clip_x0:
-            x0 = maybe_clip(x0, True)
-            eps = (x - jnp.sqrt(abar_i) * x0) / jnp.sqrt(1.0 - abar_i)
-        x = sqrt_abar_p * x0 + c_eps * eps
-        if eta != 0:
-            x = x + sigma_i * jax.random.normal(key_i, shape, jnp.float32)
+        row, key_i, mask_i = xs
+        eps = evaluate(denoiser, x, row.t).eps
+        noise = None if eta == 0 else jax.random.normal(key_i, shape, jnp.float32)
+        x, x0 = ddim_step(x, eps, noise, row, clip_x0=clip_x0)
         return (x, update_record(buffer, mask_i, x0)), None
 
     buffer = jnp.zeros((len(record),) + shape, jnp.float32)
     keys = keys if eta != 0 else None  # deterministic: no noise to draw
-    xs = (f32(t), f32(abar_t), f32(xp.sqrt(abar_prev)), f32(coef_eps), f32(sigma), keys, mask)
-    (x, buffer), _ = jax.lax.scan(step, (x, buffer), xs)
+    (x, buffer), _ = jax.lax.scan(step, (x, buffer), (coefs, keys, mask))
     return _finish(x, buffer, record)
 
 
