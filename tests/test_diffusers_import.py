@@ -113,6 +113,19 @@ def test_config_keys_are_unet2dmodel_arguments():
     assert {k for k in DDPM_CIFAR10_CONFIG if not k.startswith("_")} <= arguments
 
 
+def test_importer_defaults_are_the_installed_diffusers_defaults():
+    """A key missing from config.json means diffusers' default: the importer's table of
+    them must equal the installed UNet2DModel's signature."""
+    from genjax.nn.diffusers_import import _DIFFUSERS_DEFAULTS
+
+    def normal(value):
+        return tuple(value) if isinstance(value, list) else value
+
+    params = inspect.signature(UNet2DModel.__init__).parameters
+    signature = {k: normal(p.default) for k, p in params.items() if k != "self" and p.default is not inspect.Parameter.empty}
+    assert {k: normal(v) for k, v in _DIFFUSERS_DEFAULTS.items()} == signature
+
+
 def test_small_forward_parity(small_saved):
     torch_model, folder, (model, params) = small_saved
     direct_model, direct_params = load_diffusers_unet(folder / "unet")  # the model folder itself
@@ -170,6 +183,22 @@ def test_state_dict_mismatch_lists_keys(small_saved):
     assert "missing" in message and "down_blocks.1.attentions.0.to_k.bias" in message
     assert "unexpected" in message and "down_blocks.1.attentions.0.extra.weight" in message
     assert "conv_in.weight: expected (32, 3, 3, 3), got (3, 32, 3, 3)" in message
+
+
+def test_non_finite_weights_and_bad_files_are_refused(small_saved, tmp_path):
+    _, folder, _ = small_saved
+    state = dict(load_file(folder / "unet" / "diffusion_pytorch_model.safetensors"))
+    state["conv_out.bias"] = np.full_like(state["conv_out.bias"], np.nan)
+    with pytest.raises(ValueError, match=re.escape("conv_out.bias: has NaN or Inf values")):
+        convert_diffusers_state_dict(state, unet_from_diffusers_config(SMALL_CONFIG), (16, 16, 3))
+    (tmp_path / "config.json").write_text("{not json")
+    (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="config.json.*not valid JSON"):
+        load_diffusers_unet(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(SMALL_CONFIG))
+    (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot read .*diffusion_pytorch_model.safetensors"):
+        load_diffusers_unet(tmp_path)
 
 
 def test_missing_folder(tmp_path):

@@ -81,6 +81,18 @@ def test_identical_statistics_give_zero_even_when_singular():
     assert frechet_distance(mu, np.zeros((64, 64)), mu, np.zeros((64, 64))) == 0.0
 
 
+def test_singular_covariances_give_the_mean_shift_without_round_off_bias():
+    """Same rank-deficient covariance on both sides: the distance is exactly ||delta||^2.
+
+    Not protected by the clip at 0: without dropping round-off eigenvalues, each of the
+    ~45 null directions adds about sqrt(1e-16) to the trace term.
+    """
+    x = _correlated(5, 20, 64)
+    mu, sigma = feature_statistics(x)
+    delta = np.random.default_rng(9).standard_normal(64) * 0.01
+    assert frechet_distance(mu, sigma, mu + delta, sigma) == pytest.approx(float(delta @ delta), rel=1e-6)
+
+
 def test_frechet_distance_of_samples_approaches_the_gaussians_distance():
     """20,000 draws per side in 4-d: the plug-in estimate is within 0.03 of the truth.
 

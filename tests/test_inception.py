@@ -30,7 +30,10 @@ from genjax.nn.inception import (
     load_inception_params,
 )
 
-SIZE = 75  # 75 -> 37 -> 35 -> 17 (pool) -> 15 -> 7 (pool) -> 3 (Mixed_6a) -> 1 (Mixed_7a)
+# 107 -> 53 -> 51 -> 25 (pool) -> 23 -> 11 (pool) -> 5 (Mixed_6a) -> 2 (Mixed_7a): the smallest
+# size whose 8x8-stage maps are 2x2, so Mixed_7b's average pool (padding excluded) and
+# Mixed_7c's max pool differ from each other and from the identity.
+SIZE = 107
 
 
 # ------------------------------------------------------------------ the PyTorch twin

@@ -270,3 +270,25 @@ def test_ddim_step_parity(eta, steps, key):
         lambda x, t: Prediction(_eps_jnp(x, t)), abar, key, SHAPE, steps=steps, eta=eta, clip_x0=True, x_T=x_T
     )
     _assert_trajectory(sample, x_ref)
+
+
+def test_step_functions_refuse_a_mismatched_table():
+    """The public step functions check their row against the table's variance and eta."""
+    abar = np.cumprod(1.0 - np.linspace(1e-4, 0.02, 100))
+    x = jnp.zeros((2, 4, 4, 1))
+    learned, small = ddpm_step_table(abar, 5, variance="learned"), ddpm_step_table(abar, 5)
+    with pytest.raises(ValueError, match="var_frac"):
+        ddpm_step(x, x, x, _row(learned, 0))
+    with pytest.raises(ValueError, match="var_frac"):
+        ddpm_step(x, x, x, _row(small, 0), var_frac=jnp.full_like(x, 0.5))
+    with pytest.raises(ValueError, match="coefs"):
+        ddpm_step(x, x, x, small)
+    stochastic, deterministic = ddim_step_table(abar, 5, eta=0.5), ddim_step_table(abar, 5)
+    with pytest.raises(ValueError, match="noise"):
+        ddim_step(x, x, None, _row(stochastic, 0))
+    with pytest.raises(ValueError, match="noise"):
+        ddim_step(x, x, x, _row(deterministic, 0))
+    with pytest.raises(ValueError, match="coefs"):
+        ddim_step(x, x, None, deterministic)
+    out, _ = ddpm_step(x, x, x, _row(learned, 0), var_frac=jnp.full_like(x, 0.5))
+    assert out.shape == x.shape

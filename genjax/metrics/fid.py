@@ -17,7 +17,7 @@
   authors' code (``openai/improved-gan``, ``inception_score/model.py``).
 
 "Inception" refers to the features (pool3, 2048-d) and class logits (1008) of the
-TF-slim Inception-v3 graph ``inception-2015-12-05``; :mod:`genjax.nn.inception`
+2015 TensorFlow ImageNet Inception-v3 graph ``inception-2015-12-05``; :mod:`genjax.nn.inception`
 computes them. The functions here take any features, run on the host in float64
 with numpy/scipy and return Python floats.
 """
@@ -152,8 +152,10 @@ def frechet_distance(mu1: object, sigma1: object, mu2: object, sigma2: object) -
     ``S1 S2`` is similar to the symmetric PSD ``M = S1^{1/2} S2 S1^{1/2}`` (``AB`` and
     ``BA`` share eigenvalues with ``A = S1^{1/2}``), so ``tr((S1 S2)^{1/2})`` is the sum
     of the square roots of the eigenvalues of ``M``, all in float64 with symmetric
-    eigendecompositions and round-off negatives clipped to 0. The result is clipped at
-    0 (it is a squared distance; identical statistics give ~1e-12 otherwise).
+    eigendecompositions. Eigenvalues below ``1e-12`` of the largest are round-off (each
+    would add ``sqrt(round-off)`` to the trace on singular covariances) and are set to
+    0. The result is clipped at 0: it is a squared distance, and identical statistics
+    otherwise come out as a tiny number of either sign.
 
     Args:
       mu1: [D] mean of the first set (e.g. generated samples).
@@ -177,7 +179,8 @@ def frechet_distance(mu1: object, sigma1: object, mu2: object, sigma2: object) -
     middle = root1 @ s2 @ root1
     middle = 0.5 * (middle + middle.T)
     evals = np.linalg.eigvalsh(middle)
-    tr_covmean = float(np.sum(np.sqrt(np.clip(evals, 0.0, None))))
+    evals = np.where(evals > 1e-12 * max(float(evals.max()), 0.0), evals, 0.0)
+    tr_covmean = float(np.sum(np.sqrt(evals)))
     diff = m1 - m2
     value = float(diff @ diff) + float(np.trace(s1)) + float(np.trace(s2)) - 2.0 * tr_covmean
     return max(value, 0.0)
@@ -239,9 +242,10 @@ def kernel_inception_distance(
 
     As in the authors' code (``polynomial_mmd_averages``), each of ``num_subsets``
     rounds draws ``m`` rows of ``a`` and ``m`` rows of ``b`` uniformly without
-    replacement (independently between rounds), with ``m = min(subset_size, len(a),
-    len(b))``; so when a set is smaller than ``subset_size`` the subset size shrinks to
-    it, and a round then uses all of the smaller set (in a random order). The estimate
+    replacement (independently between rounds). ``m = min(subset_size, len(a),
+    len(b))``, as clean-fid caps it: when a set is smaller than ``subset_size`` the
+    subset size shrinks to it, and a round then uses all of the smaller set (in a random
+    order). The estimate
     is unbiased for every m, can be negative, and is usually reported x 1e3.
     Computed in float64; each round costs three [m, D] x [D, m] products.
 

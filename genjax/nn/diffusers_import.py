@@ -469,6 +469,9 @@ def convert_diffusers_state_dict(
         if not np.issubdtype(weight.dtype, np.floating):
             mismatched.append(f"{key}: expected a floating-point array, got dtype {weight.dtype}")
             continue
+        if not np.all(np.isfinite(weight)):
+            mismatched.append(f"{key}: has NaN or Inf values")
+            continue
         flat[path] = jnp.asarray(_to_flax(path, weight), dtype=jnp.float32)
     unexpected = sorted(set(state) - used)
     if missing or unexpected or mismatched:
@@ -478,7 +481,7 @@ def convert_diffusers_state_dict(
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s): {unexpected}")
         if mismatched:
-            parts.append(f"{len(mismatched)} shape/dtype mismatch(es): {mismatched}")
+            parts.append(f"{len(mismatched)} shape/dtype/value mismatch(es): {mismatched}")
         raise ValueError("state: the diffusers state dict does not match the UNet; " + "; ".join(parts))
     params = {"params": traverse_util.unflatten_dict(flat)}
     chex.assert_trees_all_equal_shapes_and_dtypes(params, reference)
@@ -535,15 +538,24 @@ def load_diffusers_unet(folder: str | os.PathLike[str], *, dtype: Any = jnp.floa
                 ".save_pretrained(out_folder, safe_serialization=True), then load out_folder."
             )
         raise FileNotFoundError(f"folder: weights file {weights!r} not found")
-    with open(os.path.join(model_folder, CONFIG_NAME), encoding="utf-8") as f:
-        config = json.load(f)
+    config_path = os.path.join(model_folder, CONFIG_NAME)
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"folder: {config_path!r} is not valid JSON ({err})") from None
     model = unet_from_diffusers_config(config, dtype=dtype)
 
-    from safetensors.numpy import (
-        load_file,  # optional dependency: only loading needs it
-    )
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
 
-    state = load_file(weights)
+    try:
+        state = load_file(weights)
+    except (SafetensorError, TypeError, ValueError) as err:  # a corrupt file; bfloat16 has no numpy dtype
+        raise ValueError(
+            f"folder: cannot read {weights!r} as numpy arrays ({type(err).__name__}: {err}); genjax reads float16/32/64 "
+            "safetensors files: re-save a bfloat16 checkpoint in float32"
+        ) from None
     num_levels = len(model.ch_mult)
     size = config.get("sample_size") or 2 ** (num_levels - 1)
     height, width = (size, size) if isinstance(size, int) else tuple(size)

@@ -2,7 +2,7 @@
 
 FID (Heusel et al. 2017, arXiv:1706.08500), KID (Binkowski et al. 2018,
 arXiv:1801.01401) and the Inception score (Salimans et al. 2016, arXiv:1606.03498) are
-standardised on one network: the TF-slim Inception-v3 graph ``inception-2015-12-05``
+standardised on one network: the 2015 TensorFlow ImageNet Inception-v3 graph ``inception-2015-12-05``
 (Szegedy et al. 2016, "Rethinking the Inception Architecture for Computer Vision",
 arXiv:1512.00567, Table 1 and Figs. 5-7), as used by the TTUR and improved-gan code.
 pytorch-fid ported that graph's weights to PyTorch
@@ -631,6 +631,7 @@ def inception_outputs(
             f"(map [-1, 1] images with (x + 1) / 2 and [0, 255] images with x / 255)"
         )
     step = min(batch_size, n)
+    variables = jax.device_put(variables)  # once, not once per batch
     outputs = []
     for start in range(0, n, step):
         batch = host[start : start + step]

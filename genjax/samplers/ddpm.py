@@ -15,12 +15,11 @@ comparison with other implementations: ``ddpm_step_table`` / ``ddpm_step`` and
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from genjax.samplers.base import (
     VARIANCES,
@@ -57,7 +56,8 @@ def _finish(x: jax.Array, buffer: jax.Array, record: tuple[int, ...]):
     return (x, buffer) if record else x
 
 
-class DDPMStepTable(NamedTuple):
+@struct.dataclass
+class DDPMStepTable:
     """Per-step float32 coefficients of ancestral DDPM sampling, in loop order.
 
     Each field is ``[steps]`` (decreasing ``t``) as returned by ``ddpm_step_table``; one
@@ -74,6 +74,8 @@ class DDPMStepTable(NamedTuple):
         the learned standard deviation).
       log_lo: ``log beta_tilde`` (``"learned"`` only, else 0).
       log_hi: ``log beta`` (``"learned"`` only, else 0).
+      variance: the variance choice the table was built for (static, not a pytree leaf),
+        which ``ddpm_step`` checks its ``var_frac`` against.
     """
 
     t: jax.Array
@@ -83,6 +85,7 @@ class DDPMStepTable(NamedTuple):
     std: jax.Array
     log_lo: jax.Array
     log_hi: jax.Array
+    variance: str = struct.field(pytree_node=False, default="small")
 
 
 def ddpm_step_table(alphas_cumprod, steps: int, *, variance: str = "small") -> DDPMStepTable:
@@ -124,7 +127,13 @@ def ddpm_step_table(alphas_cumprod, steps: int, *, variance: str = "small") -> D
         # beta_tilde of the last step is 0: use the one before (beta for a single step).
         clipped = beta if steps == 1 else xp.concatenate([beta_tilde[:-1], beta_tilde[-2:-1]])
         log_lo, log_hi = xp.log(clipped), xp.log(beta)
-    return DDPMStepTable(f32(t), f32(abar_t), f32(coef_x0), f32(coef_xt), f32(std), f32(log_lo), f32(log_hi))
+    return DDPMStepTable(f32(t), f32(abar_t), f32(coef_x0), f32(coef_xt), f32(std), f32(log_lo), f32(log_hi), variance)
+
+
+def _check_row(coefs: DDPMStepTable | DDIMStepTable) -> None:
+    """Refuses a whole table where one row (scalar fields) is expected."""
+    if jnp.ndim(coefs.t) != 0:
+        raise ValueError(f"coefs: expected one row of the step table (scalar fields), got fields of shape {jnp.shape(coefs.t)}")
 
 
 def ddpm_step(
@@ -150,11 +159,21 @@ def ddpm_step(
       noise: a standard normal draw of ``x_t``'s shape.
       coefs: one row of ``ddpm_step_table`` (scalar fields).
       clip_x0: clip the predicted ``x_0`` to ``[-1, 1]``.
-      var_frac: the learned variance interpolation, for a ``"learned"`` table.
+      var_frac: the learned variance interpolation; required for a ``"learned"`` table
+        and refused for the others.
 
     Returns:
       ``(x_{t'}, x0_hat)``.
+
+    Raises:
+      ValueError: ``coefs`` is not one row, or ``var_frac`` does not fit its variance.
     """
+    _check_row(coefs)
+    if (var_frac is None) != (coefs.variance != "learned"):
+        raise ValueError(
+            f"var_frac: a {coefs.variance!r} table "
+            + ("needs the learned variance interpolation, got None" if var_frac is None else "takes no var_frac (only 'learned' does)")
+        )
     chex.assert_equal_shape([x_t, eps, noise])
     x0 = maybe_clip(x0_from_eps(x_t, eps, coefs.abar_t), clip_x0)
     mean = coefs.coef_x0 * x0 + coefs.coef_xt * x_t
@@ -164,7 +183,8 @@ def ddpm_step(
     return mean + std * noise, x0
 
 
-class DDIMStepTable(NamedTuple):
+@struct.dataclass
+class DDIMStepTable:
     """Per-step float32 coefficients of DDIM sampling, in loop order.
 
     Each field is ``[steps]`` (decreasing ``t``) as returned by ``ddim_step_table``; one
@@ -177,6 +197,8 @@ class DDIMStepTable(NamedTuple):
       coef_eps: ``sqrt(1 - abar_{t'} - sigma^2)`` (Song et al. 2021, eq. 12).
       sigma: ``eta sqrt((1 - abar_{t'}) / (1 - abar_t)) sqrt(1 - abar_t / abar_{t'})``
         (eq. 16).
+      stochastic: whether ``eta > 0`` (static, not a pytree leaf): ``ddim_step`` then
+        requires noise, since ``coef_eps`` already leaves room for ``sigma``.
     """
 
     t: jax.Array
@@ -184,6 +206,7 @@ class DDIMStepTable(NamedTuple):
     sqrt_abar_prev: jax.Array
     coef_eps: jax.Array
     sigma: jax.Array
+    stochastic: bool = struct.field(pytree_node=False, default=False)
 
 
 def ddim_step_table(alphas_cumprod, steps: int, *, eta: float = 0.0) -> DDIMStepTable:
@@ -209,7 +232,7 @@ def ddim_step_table(alphas_cumprod, steps: int, *, eta: float = 0.0) -> DDIMStep
     t, abar_t, abar_prev, xp = _step_tables(table, steps)
     sigma = eta * xp.sqrt((1.0 - abar_prev) / (1.0 - abar_t)) * xp.sqrt(1.0 - abar_t / abar_prev)
     coef_eps = xp.sqrt(xp.maximum(1.0 - abar_prev - sigma**2, 0.0))
-    return DDIMStepTable(f32(t), f32(abar_t), f32(xp.sqrt(abar_prev)), f32(coef_eps), f32(sigma))
+    return DDIMStepTable(f32(t), f32(abar_t), f32(xp.sqrt(abar_prev)), f32(coef_eps), f32(sigma), bool(eta > 0))
 
 
 def ddim_step(
@@ -229,13 +252,21 @@ def ddim_step(
     Args:
       x_t: the current sample (float32).
       eps: the predicted noise at ``(x_t, coefs.t)``.
-      noise: a standard normal draw of ``x_t``'s shape, or ``None`` for ``eta = 0``.
+      noise: a standard normal draw of ``x_t``'s shape; ``None`` exactly when ``eta = 0``.
       coefs: one row of ``ddim_step_table`` (scalar fields).
       clip_x0: clip the predicted ``x_0`` to ``[-1, 1]``.
 
     Returns:
       ``(x_{t'}, x0_hat)``.
+
+    Raises:
+      ValueError: ``coefs`` is not one row, or ``noise`` does not fit its ``eta``.
     """
+    _check_row(coefs)
+    if (noise is None) == coefs.stochastic:
+        raise ValueError(
+            "noise: " + ("a table with eta > 0 needs a standard normal draw, got None" if noise is None else "a table with eta = 0 takes None")
+        )
     chex.assert_equal_shape([x_t, eps] if noise is None else [x_t, eps, noise])
     abar = coefs.abar_t
     x0 = x0_from_eps(x_t, eps, abar)
