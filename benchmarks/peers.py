@@ -69,7 +69,10 @@ from diffusers import (
 from genjax import samplers
 from genjax.hardware import cpu_name, device_description
 from genjax.models import diffusion as diff
-from genjax.nn.diffusers_import import load_diffusers_unet
+from genjax.nn.diffusers_import import (
+    DDPM_CIFAR10_DIFFUSERS_CONFIG,
+    load_diffusers_unet,
+)
 from genjax.nn.unet import UNet
 from genjax.tasks.diffusion import unet_apply
 from genjax.train import (
@@ -89,28 +92,7 @@ PARITY_REL_TOL = 1e-4  # of max|output|; float32 round-off is ~3e-6 of it
 SAMPLERS = ("ddpm", "ddim")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
-# The google/ddpm-cifar10-32 UNet config.json (the DDPM paper's CIFAR-10 network).
-DDPM_CIFAR10_CONFIG: dict[str, Any] = {
-    "_class_name": "UNet2DModel",
-    "_diffusers_version": "0.0.4",
-    "act_fn": "silu",
-    "attention_head_dim": None,
-    "block_out_channels": [128, 256, 256, 256],
-    "center_input_sample": False,
-    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-    "downsample_padding": 0,
-    "flip_sin_to_cos": False,
-    "freq_shift": 1,
-    "in_channels": 3,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-06,
-    "norm_num_groups": 32,
-    "out_channels": 3,
-    "sample_size": 32,
-    "time_embedding_type": "positional",
-    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-}
+DDPM_CIFAR10_CONFIG = DDPM_CIFAR10_DIFFUSERS_CONFIG
 
 
 @dataclasses.dataclass(frozen=True)

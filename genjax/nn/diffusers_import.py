@@ -43,6 +43,7 @@ from flax import traverse_util
 from genjax.nn.unet import UNet
 
 __all__ = [
+    "DDPM_CIFAR10_DIFFUSERS_CONFIG",
     "convert_diffusers_state_dict",
     "load_diffusers_unet",
     "unet_from_diffusers_config",
@@ -93,6 +94,30 @@ _PLAIN_DOWN, _ATTN_DOWN = "DownBlock2D", "AttnDownBlock2D"
 _PLAIN_UP, _ATTN_UP = "UpBlock2D", "AttnUpBlock2D"
 _SWISH_NAMES = ("silu", "swish")  # both are torch.nn.SiLU in diffusers' get_activation
 
+
+# The config.json of google/ddpm-cifar10-32 (the DDPM paper's CIFAR-10 network), for tests,
+# benchmarks and building a diffusers twin of genjax.nn.ddpm_cifar10.
+DDPM_CIFAR10_DIFFUSERS_CONFIG: dict[str, Any] = {
+    "_class_name": "UNet2DModel",
+    "_diffusers_version": "0.0.4",
+    "act_fn": "silu",
+    "attention_head_dim": None,
+    "block_out_channels": [128, 256, 256, 256],
+    "center_input_sample": False,
+    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+    "downsample_padding": 0,
+    "flip_sin_to_cos": False,
+    "freq_shift": 1,
+    "in_channels": 3,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-06,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 32,
+    "time_embedding_type": "positional",
+    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+}
 
 def _block_type(name: Any, key: str, index: int, allowed: tuple[str, str]) -> str:
     if not isinstance(name, str):
