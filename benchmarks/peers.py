@@ -67,7 +67,7 @@ from diffusers import (
 )
 
 from genjax import samplers
-from genjax.hardware import cpu_name, device_description
+from genjax.hardware import compiled_cost, cpu_name, device_description
 from genjax.models import diffusion as diff
 from genjax.nn.diffusers_import import (
     DDPM_CIFAR10_DIFFUSERS_CONFIG,
@@ -226,17 +226,6 @@ def torch_sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def first_cost(compiled: Any) -> dict[str, float]:
-    """XLA's cost analysis of a compiled program as one dict (empty if unavailable)."""
-    try:
-        cost = compiled.cost_analysis()
-    except Exception:  # noqa: BLE001 - cost analysis is optional and backend-specific
-        return {}
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0] if cost else {}
-    return dict(cost or {})
-
-
 def check_parity(torch_model: UNet2DModel, model: UNet, params: Any, device: torch.device, seed: int, batch: int = 2) -> tuple[dict[str, Any], float | None]:
     """Compares one forward pass of the two libraries on the same inputs, in float32.
 
@@ -273,7 +262,7 @@ def check_parity(torch_model: UNet2DModel, model: UNet, params: Any, device: tor
     with jax.default_matmul_precision("highest"):
         compiled = jax.jit(model32.apply).lower(params, x_nhwc, t32).compile()
         out = np.asarray(compiled(params, x_nhwc, t32))
-    flops = first_cost(compiled).get("flops")
+    flops = compiled_cost(compiled).get("flops")
     scale = float(np.max(np.abs(ref)))
     err = float(np.max(np.abs(out - ref)))
     record = {
@@ -470,7 +459,7 @@ def bench_train_step(
     tic = time.perf_counter()
     compiled = lowered.compile()
     xla_compile_s = time.perf_counter() - tic
-    program_flops = first_cost(compiled).get("flops")
+    program_flops = compiled_cost(compiled).get("flops")
     flops_per_example = None if program_flops is None else float(program_flops) / args.train_batch
 
     def genjax_steps(count: int) -> None:
@@ -579,28 +568,26 @@ def print_table(result: dict[str, Any]) -> None:
     header = f"{'task':<12}{'library':<11}{'compile_s':>10}{'median_s':>10}{'items/s':>10}{'evals/s':>10}{'GFLOP/s':>9}{'mfu':>7}{'ratio':>7}"
     print(header)
     print("-" * len(header))
+
+    def row(task: str, lib: str, r: dict[str, Any], seconds: float, items: float, evals: float | None, ratio: float | None) -> None:
+        gflops = None if r["flops_per_s"] is None else r["flops_per_s"] / 1e9
+        mfu = None if r["mfu"] is None else 100 * r["mfu"]
+        print(
+            f"{task:<12}{lib:<11}{_fmt(r.get('compile_s'), '.2f'):>10}{seconds:>10.3f}{items:>10.2f}"
+            f"{_fmt(evals, '.1f'):>10}{_fmt(gflops, '.1f'):>9}{_fmt(mfu, '.1f'):>7}{_fmt(ratio, '.2f'):>7}"
+        )
+
     for sampler in SAMPLERS:
         rec = result["sampling"][sampler]
         for lib in ("genjax", "diffusers"):
             r = rec[lib]
-            ratio = _fmt(rec["ratio_images_per_s"], ".2f") if lib == "genjax" else ""
-            gflops = None if r["flops_per_s"] is None else r["flops_per_s"] / 1e9
-            mfu = None if r["mfu"] is None else 100 * r["mfu"]
-            print(
-                f"{sampler:<12}{lib:<11}{_fmt(r.get('compile_s'), '.2f'):>10}{r['seconds_median']:>10.3f}{r['images_per_s']:>10.2f}"
-                f"{r['evals_per_s']:>10.1f}{_fmt(gflops, '.1f'):>9}{_fmt(mfu, '.1f'):>7}{ratio:>7}"
-            )
+            ratio = rec["ratio_images_per_s"] if lib == "genjax" else None
+            row(sampler, lib, r, r["seconds_median"], r["images_per_s"], r["evals_per_s"], ratio)
     rec = result["train_step"]
     for lib in ("genjax", "torch"):
         r = rec[lib]
-        ratio = _fmt(rec["ratio_steps_per_s"], ".2f") if lib == "genjax" else ""
-        gflops = None if r["flops_per_s"] is None else r["flops_per_s"] / 1e9
-        mfu = None if r["mfu"] is None else 100 * r["mfu"]
-        print(
-            f"{'train step':<12}{lib:<11}{_fmt(r.get('compile_s'), '.2f'):>10}{r['seconds_per_step_median']:>10.3f}{r['examples_per_s']:>10.2f}"
-            f"{r['examples_per_s']:>10.1f}{_fmt(gflops, '.1f'):>9}{_fmt(mfu, '.1f'):>7}{ratio:>7}"
-        )
-    print("items/s: images/s for sampling, examples/s for training; ratio: genjax throughput / torch throughput")
+        ratio = rec["ratio_steps_per_s"] if lib == "genjax" else None
+        row("train step", lib, r, r["seconds_per_step_median"], r["examples_per_s"], None, ratio)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

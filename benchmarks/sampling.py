@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import samplers
-from genjax.hardware import device_description
+from genjax.hardware import compiled_cost, device_description
 from genjax.models import diffusion as diff
 from genjax.nn.unet import UNet, ddpm_cifar10, unet_tiny
 from genjax.train.state import num_params
@@ -90,13 +90,7 @@ def forward_gflop(model: UNet, params: Any, shape: tuple[int, int, int]) -> floa
     """GFLOP of one network evaluation of one image, from XLA's cost analysis (batch 8)."""
     x = jnp.zeros((8, *shape))
     compiled = jax.jit(lambda p, x, t: model.apply(p, x, t)).lower(params, x, jnp.zeros((8,))).compile()
-    try:
-        cost = compiled.cost_analysis()
-    except Exception:  # noqa: BLE001 - cost analysis is optional and backend-specific
-        return None
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0] if cost else {}
-    flops = (cost or {}).get("flops")
+    flops = compiled_cost(compiled).get("flops")
     return None if flops is None else float(flops) / 8 / 1e9
 
 

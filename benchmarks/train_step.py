@@ -70,7 +70,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from genjax.hardware import device_description  # noqa: E402
+from genjax.hardware import compiled_cost, device_description  # noqa: E402
 from genjax.models.vae import VAE, make_loss  # noqa: E402
 from genjax.train.optim import make_optimizer  # noqa: E402
 from genjax.train.state import TrainState, create_train_state, num_params  # noqa: E402
@@ -156,17 +156,6 @@ def random_images(batch: int, seed: int) -> dict[str, np.ndarray]:
     return {"image": (rng.random((batch, 28, 28, 1)) < 0.5).astype(np.float32)}
 
 
-def first_cost(compiled: Any) -> dict[str, float]:
-    """XLA's cost analysis of a compiled program as one dict (empty if unavailable)."""
-    try:
-        cost = compiled.cost_analysis()
-    except Exception:  # noqa: BLE001 - cost analysis is optional and backend-specific
-        return {}
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0] if cost else {}
-    return dict(cost or {})
-
-
 def timed_blocks(
     train_step: TrainStep,
     state: TrainState,
@@ -239,7 +228,7 @@ def measure(
         start = time.perf_counter()
         compiled = lowered.compile()
         xla_compile_s = time.perf_counter() - start
-        program_flops = first_cost(compiled).get("flops")
+        program_flops = compiled_cost(compiled).get("flops")
         del aot_state, aot_batch
 
     measured_per_example = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import platform
+from typing import Any
 
 import jax
 
@@ -28,3 +29,18 @@ def device_description() -> str:
     if device.platform == "cpu":
         text += f" ({os.cpu_count()} cores, {cpu_name()})"
     return text
+
+
+def compiled_cost(compiled: Any) -> dict[str, float]:
+    """XLA's cost analysis of a compiled program (``jit(f).lower(...).compile()``) as one
+    dict, e.g. ``{"flops": ...}``; empty where the backend does not provide one.
+
+    jax has returned it as a dict, a one-element list of dicts or None across versions.
+    """
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - cost analysis is optional and backend-specific
+        return {}
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else {}
+    return dict(cost or {})

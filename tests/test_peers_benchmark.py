@@ -111,3 +111,15 @@ def test_train_step_timings_and_ratio(result):
         assert r["mfu"] == pytest.approx(r["flops_per_s"] / PEAK)
     assert train["genjax"]["compile_s"] > 0
     assert train["ratio_steps_per_s"] == pytest.approx(train["genjax"]["steps_per_s"] / train["torch"]["steps_per_s"], rel=1e-12)
+
+
+def test_compiled_cost_counts_a_matmul():
+    """The shared cost-analysis helper the benchmarks' FLOP counts (and MFU) come from."""
+    import jax
+    import jax.numpy as jnp
+
+    from genjax.hardware import compiled_cost
+
+    a, b = jnp.ones((8, 16)), jnp.ones((16, 4))
+    assert compiled_cost(jax.jit(lambda x, y: x @ y).lower(a, b).compile())["flops"] == 2 * 8 * 16 * 4
+    assert compiled_cost(object()) == {}  # a backend without cost analysis
