@@ -170,3 +170,21 @@ def test_mnist_report_collects_runs(mnist_run, tmp_path):
     assert all(set(r) == {"dataset", "model", "metric", "value", "stderr"} for r in result["rows"])
     for name in ("samples.png", "training_curves.png", "table.md"):
         assert (tmp_path / name).is_file(), name
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--runs", "no_such_workdir"], "workdir: no config.json"),
+        (["--runs", "x", "--fd-samples", "1"], "--fd-samples: expected at least 2"),
+        (["--runs", "x", "--reference", "-1"], "--reference: expected 0"),
+    ],
+)
+def test_mnist_report_bad_input_is_one_line(args, message, capsys, tmp_path):
+    spec = importlib.util.spec_from_file_location("gan_mnist_report", ROOT / "experiments" / "gan_mnist" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    with pytest.raises(SystemExit) as info:
+        report.main([*args, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "Traceback" not in err

@@ -35,7 +35,12 @@ import matplotlib.pyplot as plt
 
 from genjax import viz
 from genjax.cli import jax_key, load_run
-from genjax.metrics import frechet_distance_from_features, load_mnist_classifier, mnist_features, parzen_log_likelihood
+from genjax.metrics import (
+    frechet_distance_from_features,
+    load_mnist_classifier,
+    mnist_features,
+    parzen_log_likelihood,
+)
 from genjax.tasks.base import load_split
 from genjax.train import read_metrics
 
@@ -59,6 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=int, default=10_000, help="real training images for the reference row (0: none)")
     parser.add_argument("--fd-samples", type=int, default=10_000, help="samples per run for the classifier Frechet distance")
     args = parser.parse_args(argv)
+    if args.fd_samples < 2:
+        parser.error(f"--fd-samples: expected at least 2 samples (a covariance needs them), got {args.fd_samples}")
+    if args.reference < 0 or args.reference == 1:
+        parser.error(f"--reference: expected 0 (no reference row) or at least 2 images, got {args.reference}")
+    try:
+        return report(args, argv)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(str(err))
+
+
+def report(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Collects the runs of ``args.runs`` and writes the outputs into ``args.out``."""
     tic = time.perf_counter()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
