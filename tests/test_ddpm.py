@@ -5,6 +5,7 @@ import json
 import pathlib
 import re
 
+import jax
 import numpy as np
 import pytest
 
@@ -95,13 +96,76 @@ def test_ddpm_cifar10_smoke_on_tfds_mock_data(tmp_path, mock_cifar10):
     assert config["data"]["name"] == "cifar10" and config["data"]["source"] == "tfds" and config["train"]["ema_decay"] == 0.9999
 
 
-def test_mnist_report_runs_every_sampler(tiny_run, tmp_path):
+@pytest.fixture(scope="module")
+def tiny28_run(tmp_path_factory):
+    """The tiny preset at MNIST's 28x28x1, the shape the report's classifier needs."""
+    workdir = tmp_path_factory.mktemp("ddpm_tiny28")
+    overrides = ["--config.data.image_shape=(28, 28, 1)", "--config.model.attn_resolutions=(14,)", "--config.train.num_steps=2", "--config.eval.num_grid=2", "--config.eval.progressive_rows=1"]
+    assert cli.main(["train", "--config", f"{MNIST_CONFIG}:tiny", "--workdir", str(workdir), *overrides]) == 0
+    return workdir
+
+
+def _load_mnist_report():
     spec = importlib.util.spec_from_file_location("ddpm_mnist_report", ROOT / "experiments" / "ddpm_mnist" / "report.py")
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
-    assert report.main(["--workdir", str(tiny_run), "--out", str(tmp_path), "--steps", "2", "--num", "2"]) == 0
+    return report
+
+
+def test_mnist_report_scores_every_sampler(tiny28_run, tmp_path):
+    report = _load_mnist_report()
+    assert report.main(["--workdir", str(tiny28_run), "--out", str(tmp_path), "--steps", "2", "--fd-samples", "300", "--batch", "150", "--num", "2"]) == 0
     result = json.loads((tmp_path / "results.json").read_text())
-    assert result["metrics"]["test_bits_per_dim"] == json.loads((tiny_run / "eval.json").read_text())["test_bits_per_dim"]
-    assert [r["sampler"] for r in result["samplers"]] == ["ddpm", "ddpm", "ddim", "dpmpp_2m", "heun"]
-    assert [r["evals_per_image"] for r in result["samplers"]] == [2, 2, 2, 2, 3]
-    assert (tmp_path / "sampler_grid.png").is_file() and result["wall_time_s"] > 0
+    assert result["metrics"]["test_bits_per_dim"] == json.loads((tiny28_run / "eval.json").read_text())["test_bits_per_dim"]
+    rows = [(r["sampler"], r.get("clip_x0", False), r["steps"]) for r in result["samplers"]]
+    expected = [(s, c, n) for s, c in [("ddpm", False), ("ddpm", False), ("ddim", False), ("dpmpp_2m", False), ("dpmpp_2m", True), ("heun", False), ("heun", True)] for n in (2,)]
+    assert rows == expected
+    assert [r["evals_per_image"] for r in result["samplers"] if r["sampler"] == "heun"] == [3, 3]
+    distances = [r["classifier_frechet_distance"] for r in result["samplers"]]
+    reference = result["fd_reference"]["classifier_frechet_distance"]
+    # A two-step model's samples are far from its (synthetic) data; real training images are not.
+    assert all(np.isfinite(distances)) and min(distances) > reference > 0
+    for name in ("sampler_grid.png", "fd_vs_steps.png", "sampler_samples.npz"):
+        assert (tmp_path / name).is_file(), name
+    samples = np.load(tmp_path / "sampler_samples.npz")
+    assert len(samples.files) == 7 and samples["0_ddpm_2"].shape == (2, 28, 28, 1)
+    # Quantised to 8 bits, as an image file holds them.
+    np.testing.assert_allclose(samples["0_ddpm_2"] * 255, np.round(samples["0_ddpm_2"] * 255), atol=1e-4)
+    assert result["wall_time_s"] > 0
+
+
+def test_mnist_report_draws_the_same_noises_in_every_chunk_size():
+    report = _load_mnist_report()
+    calls = []
+
+    def sample_fn(key):
+        calls.append(key)
+        return jax.random.uniform(key, (4, 2), minval=-1.0, maxval=1.0)
+
+    images = report.draw(sample_fn, jax.random.key(0), 6, 4)
+    assert images.shape == (6, 2) and len(calls) == 2
+    np.testing.assert_array_equal(images[:4], report.draw(sample_fn, jax.random.key(0), 4, 4))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--fd-samples", "1"], "--fd-samples: expected at least 2"),
+        (["--batch", "0"], "--batch: expected a positive"),
+        (["--num", "20", "--fd-samples", "10"], "--num: expected between 1 and --fd-samples"),
+        (["--steps", "10,x"], "expected comma-separated positive integers"),
+        (["--steps", "0"], "expected comma-separated positive integers"),
+    ],
+)
+def test_mnist_report_rejects_bad_arguments(args, message, tmp_path, capsys):
+    report = _load_mnist_report()
+    with pytest.raises(SystemExit) as exit_info:
+        report.main(["--workdir", str(tmp_path), "--out", str(tmp_path), *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_mnist_report_names_a_missing_run(tmp_path, capsys):
+    report = _load_mnist_report()
+    with pytest.raises(SystemExit):
+        report.main(["--workdir", str(tmp_path / "absent"), "--out", str(tmp_path)])
+    assert "absent" in capsys.readouterr().err
