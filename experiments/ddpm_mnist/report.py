@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True, help="the genjax train workdir")
     parser.add_argument("--out", required=True, help="folder for the figures, sampler_samples.npz and results.json")
     parser.add_argument("--steps", type=_positive_ints, default=[10, 20, 50, 100], help="comma-separated numbers of steps")
-    parser.add_argument("--fd-samples", type=int, default=1000, help="samples per cell (and real images in the reference) for the Frechet distance")
+    parser.add_argument("--fd-samples", type=int, default=2000, help="samples per cell (and real images in the reference) for the Frechet distance")
     parser.add_argument("--batch", type=int, default=250, help="samples per sampler call")
     parser.add_argument("--num", type=int, default=16, help="samples per cell in sampler_grid.png")
     args = parser.parse_args(argv)
