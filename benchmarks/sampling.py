@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import samplers
+from genjax.cli import positive_ints
 from genjax.hardware import compiled_cost, device_description
 from genjax.models import diffusion as diff
 from genjax.nn.unet import UNet, ddpm_cifar10, unet_tiny
@@ -135,16 +136,6 @@ def measure(model_name: str, model: UNet, params: Any, shape: tuple[int, int, in
     )
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive ints, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive ints, got {text!r}")
-    return values
-
-
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(v.strip() for v in text.split(",") if v.strip())
     bad = [n for n in names if n not in samplers.SAMPLERS]
@@ -159,8 +150,8 @@ def main(argv: Sequence[str] | None = None) -> list[Record]:
     parser.add_argument("--model", choices=sorted(MODELS), default="mnist", help="UNet preset (default: the ddpm_mnist CPU UNet)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="network computation dtype")
     parser.add_argument("--samplers", type=_names, default=samplers.SAMPLERS, help="comma-separated samplers")
-    parser.add_argument("--steps", type=_ints, default=(10, 50), help="comma-separated numbers of steps")
-    parser.add_argument("--batches", type=_ints, default=(1, 16), help="comma-separated batch sizes")
+    parser.add_argument("--steps", type=positive_ints, default=(10, 50), help="comma-separated numbers of steps")
+    parser.add_argument("--batches", type=positive_ints, default=(1, 16), help="comma-separated batch sizes")
     parser.add_argument("--timesteps", type=int, default=1000, help="T of the linear DDPM schedule")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per configuration")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device peak for the MFU column")

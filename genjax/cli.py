@@ -253,6 +253,28 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any]) -> None:
         )
 
 
+def positive_ints(text: str) -> tuple[int, ...]:
+    """Parses ``"10,20,50"`` into ``(10, 20, 50)``: an argparse ``type`` for the scripts.
+
+    Args:
+      text: comma-separated integers, each at least 1; empty items are skipped.
+
+    Returns:
+      The integers in order.
+
+    Raises:
+      argparse.ArgumentTypeError: on a non-integer, a value below 1 or no values, so
+        argparse prints one usage line naming the flag.
+    """
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive ints, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive ints, got {text!r}")
+    return values
+
+
 def jax_key(seed: int, salt: int) -> Any:
     """The key ``fold_in(key(seed), salt)``: a fixed stream per purpose."""
     import jax

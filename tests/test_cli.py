@@ -174,3 +174,14 @@ def test_console_script_errors_have_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "genjax: error: --config.train.batch_size: expected an int, got 'abc'"
+
+
+def test_positive_ints_parses_a_comma_list_and_rejects_bad_items():
+    import argparse
+
+    from genjax.cli import positive_ints
+
+    assert positive_ints("10,20, 50,") == (10, 20, 50)
+    for bad in ("", "10,x", "0", "5,-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="comma-separated positive ints"):
+            positive_ints(bad)

@@ -48,7 +48,7 @@ import numpy as np
 
 from genjax import samplers as samplers_lib
 from genjax import viz
-from genjax.cli import jax_key, load_run
+from genjax.cli import jax_key, load_run, positive_ints
 from genjax.hardware import device_description
 from genjax.metrics import (
     frechet_distance_from_features,
@@ -76,17 +76,6 @@ ROWS = (
     ("Heun (EDM)", "heun", {}),
     ("Heun (EDM), x0 clipped", "heun", {"clip_x0": True}),
 )
-
-
-def _positive_ints(text: str) -> list[int]:
-    """Parses a comma-separated list of positive ints (an argparse type)."""
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
-    return values
 
 
 def quantise(images: np.ndarray) -> np.ndarray:
@@ -147,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="the genjax train workdir")
     parser.add_argument("--out", required=True, help="folder for the figures, sampler_samples.npz and results.json")
-    parser.add_argument("--steps", type=_positive_ints, default=[10, 20, 50, 100], help="comma-separated numbers of steps")
+    parser.add_argument("--steps", type=positive_ints, default=(10, 20, 50, 100), help="comma-separated numbers of steps")
     parser.add_argument("--fd-samples", type=int, default=2000, help="samples per cell (and real images in the reference) for the Frechet distance")
     parser.add_argument("--batch", type=int, default=250, help="samples per sampler call")
     parser.add_argument("--num", type=int, default=16, help="samples per cell in sampler_grid.png")
