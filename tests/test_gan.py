@@ -328,7 +328,7 @@ def test_gradient_penalty_gradient_is_finite_where_the_input_gradient_vanishes()
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind, b1", [("non_saturating", 0.5), ("wgan_gp", 0.0)])
-def test_training_on_eight_gaussians_covers_all_modes(kind, b1):
+def test_training_on_eight_gaussians_covers_most_modes(kind, b1):
     """GAN (k = 1) and WGAN-GP (n_critic = 5) spread from at most 2 modes to 6 of 8 in 2,000 steps.
 
     A mode counts as covered when at least 10% of its fair share of 10,000 samples lie
