@@ -9,9 +9,9 @@ Presets, chosen with ``--config experiments/ddpm_mnist/config.py:PRESET``:
   1e-3 with 100 warm-up steps, gradient clipping at 1, EMA 0.995, batch 64, 1,500 steps
   on the 50,000 offline MNIST training images (about two epochs). Evaluation: the L_vlb
   bound in bits/dim from all 1,000 terms on the first 100 test images, 36 ancestral
-  samples and the progressive-generation figure. Measured on 2 otherwise idle CPU
-  cores: 12 min of training and 3.3 min of evaluation (50 and 14 min when the cores
-  were shared); test bound 1.974 +- 0.034 bits/dim (RESULTS.md).
+  samples and the progressive-generation figure. Measured on 2 otherwise idle Intel
+  Xeon cores: 12 min of training and 3.3 min of evaluation (50 and 14 min on 2 AMD EPYC
+  cores shared with other jobs); test bound 1.974 +- 0.034 bits/dim (RESULTS.md).
   ``experiments/ddpm_mnist/report.py`` adds the classifier Frechet distance of every
   sampler at 10-100 steps on 2,000 samples per cell, and the sampler grids.
   ``genjax train --config experiments/ddpm_mnist/config.py --workdir runs/ddpm_mnist``
