@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from genjax.distributions import eps_from_v, eps_from_x0, v_from_eps_x0, x0_from_eps, x0_from_v
+
 SCHEDULES = ("linear", "cosine", "quadratic")
 PARAMETERIZATIONS = ("eps", "x0", "v")
 LOSSES = ("simple", "vlb", "hybrid")
@@ -189,18 +191,6 @@ def q_posterior(schedule: Schedule, x0: jax.Array, xt: jax.Array, t: jax.Array) 
     return mean, schedule.posterior_log_variance[t]
 
 
-def eps_to_x0(schedule: Schedule, xt: jax.Array, t: jax.Array, eps: jax.Array) -> jax.Array:
-    """x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), inverting eq. 4."""
-    abar = schedule.alphas_cumprod[t]
-    return (xt - jnp.sqrt(1.0 - abar) * eps) / jnp.sqrt(abar)
-
-
-def x0_to_eps(schedule: Schedule, xt: jax.Array, t: jax.Array, x0: jax.Array) -> jax.Array:
-    """eps = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t), inverting eq. 4."""
-    abar = schedule.alphas_cumprod[t]
-    return (xt - jnp.sqrt(abar) * x0) / jnp.sqrt(1.0 - abar)
-
-
 def regression_target(schedule: Schedule, parameterization: str, x0: jax.Array, noise: jax.Array, t: jax.Array) -> jax.Array:
     """What the network regresses on: eps (DDPM eq. 14), x_0, or v (arXiv 2202.00512 sec. 4)."""
     if parameterization == "eps":
@@ -208,22 +198,19 @@ def regression_target(schedule: Schedule, parameterization: str, x0: jax.Array, 
     if parameterization == "x0":
         return x0
     if parameterization == "v":
-        abar = schedule.alphas_cumprod[t]
-        return jnp.sqrt(abar) * noise - jnp.sqrt(1.0 - abar) * x0
+        return v_from_eps_x0(noise, x0, schedule.alphas_cumprod[t])
     raise ValueError(f"parameterization: expected one of {PARAMETERIZATIONS}, got {parameterization!r}")
 
 
 def prediction_to_eps_x0(schedule: Schedule, parameterization: str, prediction: jax.Array, xt: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Converts the network's mean output to the implied (eps, x_0) pair."""
+    abar = schedule.alphas_cumprod[t]
     if parameterization == "eps":
-        return prediction, eps_to_x0(schedule, xt, t, prediction)
+        return prediction, x0_from_eps(xt, prediction, abar)
     if parameterization == "x0":
-        return x0_to_eps(schedule, xt, t, prediction), prediction
+        return eps_from_x0(xt, prediction, abar), prediction
     if parameterization == "v":
-        abar = schedule.alphas_cumprod[t]
-        x0 = jnp.sqrt(abar) * xt - jnp.sqrt(1.0 - abar) * prediction
-        eps = jnp.sqrt(1.0 - abar) * xt + jnp.sqrt(abar) * prediction
-        return eps, x0
+        return eps_from_v(xt, prediction, abar), x0_from_v(xt, prediction, abar)
     raise ValueError(f"parameterization: expected one of {PARAMETERIZATIONS}, got {parameterization!r}")
 
 

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from genjax.distributions import eps_from_v, eps_from_x0
+
 SAMPLERS = ("ddpm", "ddim", "dpmpp_2m", "heun")
 VARIANCES = ("small", "large", "learned")
 PARAMETERIZATIONS = ("eps", "x0", "v")
@@ -171,25 +173,6 @@ def spaced_timesteps(steps: int, num_timesteps: int) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------- denoiser
-
-
-def eps_from_x0(x_t: jax.Array, x0: jax.Array, abar: jax.Array) -> jax.Array:
-    """``eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar)`` (Ho et al. 2020, eq. 4 solved for eps)."""
-    return (x_t - jnp.sqrt(abar) * x0) / jnp.sqrt(1.0 - abar)
-
-
-def x0_from_eps(x_t: jax.Array, eps: jax.Array, abar: jax.Array) -> jax.Array:
-    """``x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)`` (Ho et al. 2020, eq. 4 solved for x0)."""
-    return (x_t - jnp.sqrt(1.0 - abar) * eps) / jnp.sqrt(abar)
-
-
-def eps_from_v(x_t: jax.Array, v: jax.Array, abar: jax.Array) -> jax.Array:
-    """``eps = sqrt(abar) v + sqrt(1 - abar) x_t`` for ``v = alpha eps - sigma x0``.
-
-    Salimans & Ho (2022, arXiv 2202.00512, Sec. 4 and App. D), with ``alpha = sqrt(abar)``
-    and ``sigma = sqrt(1 - abar)``.
-    """
-    return jnp.sqrt(abar) * v + jnp.sqrt(1.0 - abar) * x_t
 
 
 def denoiser_from_apply(

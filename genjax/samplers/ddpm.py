@@ -34,8 +34,8 @@ from genjax.samplers.base import (
     spaced_timesteps,
     split_key,
     update_record,
-    x0_from_eps,
 )
+from genjax.distributions import x0_from_eps
 
 
 def _step_tables(alphas_cumprod, steps: int):

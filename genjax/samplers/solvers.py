@@ -25,8 +25,8 @@ from genjax.samplers.base import (
     split_key,
     t_of_abar,
     update_record,
-    x0_from_eps,
 )
+from genjax.distributions import x0_from_eps
 
 # ---------------------------------------------------------------------- DPM-Solver++
 
