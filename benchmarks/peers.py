@@ -74,8 +74,9 @@ from genjax.nn.diffusers_import import (
     load_diffusers_unet,
 )
 from genjax.nn.unet import UNet
-from genjax.tasks.diffusion import unet_apply
+from genjax.experiment.ddpm import unet_apply
 from genjax.train import (
+    LossUpdate,
     build_train_step,
     create_train_state,
     make_optimizer,
@@ -449,7 +450,7 @@ def bench_train_step(
     # genjax: the ddpm task's loss (eps prediction, L_simple) through the library's step.
     diffusion = diff.Diffusion(schedule=diff.make_schedule(diff.beta_schedule("linear", T)), loss="simple")
     optimizer = make_optimizer("adam", learning_rate=LEARNING_RATE)
-    train_step = build_train_step(diff.make_loss(diffusion, unet_apply(model)), optimizer, parallel="jit", devices=jax.devices()[:1])
+    train_step = build_train_step(LossUpdate(diff.make_loss(diffusion, unet_apply(model)), optimizer), parallel="jit", devices=jax.devices()[:1])
     holder = {"state": train_step.place_state(create_train_state(params, optimizer))}
     batch = train_step.place_batch({"image": x0.transpose(0, 2, 3, 1)})
     key = jax.random.key(args.seed)

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax import samplers
-from genjax.cli import positive_ints
+from genjax.experiment import positive_ints
 from genjax.hardware import compiled_cost, device_description
 from genjax.models import diffusion as diff
 from genjax.nn.unet import UNet, ddpm_cifar10, unet_tiny

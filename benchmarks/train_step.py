@@ -74,7 +74,7 @@ from genjax.hardware import compiled_cost, device_description  # noqa: E402
 from genjax.models.vae import VAE, make_loss  # noqa: E402
 from genjax.train.optim import make_optimizer  # noqa: E402
 from genjax.train.state import TrainState, create_train_state, num_params  # noqa: E402
-from genjax.train.step import TrainStep, build_train_step  # noqa: E402
+from genjax.train.step import LossUpdate, TrainStep, build_train_step  # noqa: E402
 
 NOTE = (
     "2-core CPU shared with another training job running in the background (and at times "
@@ -206,7 +206,7 @@ def measure(
     key = jax.random.key(settings.seed)
 
     def fresh() -> tuple[TrainStep, TrainState, dict[str, Any]]:
-        train_step = build_train_step(loss_fn, optimizer, parallel=config.backend, devices=devices)
+        train_step = build_train_step(LossUpdate(loss_fn, optimizer), parallel=config.backend, devices=devices)
         state = train_step.place_state(create_train_state(params, optimizer))
         batch = train_step.place_batch(host_batch)
         jax.block_until_ready((state, batch))

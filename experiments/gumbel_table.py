@@ -18,7 +18,7 @@ import pathlib
 import shlex
 import sys
 
-from genjax import cli
+from genjax.experiment import ConfigError, load_config, train
 from genjax.hardware import device_description
 from genjax.models.gumbel import ESTIMATORS
 
@@ -187,9 +187,12 @@ def main(argv: list[str] | None = None) -> int:
             if not args.report_only:
                 cmd = train_args(args.experiment, preset, estimator, args.steps, workdir, extra)
                 print("$ genjax", shlex.join(cmd), flush=True)
-                code = cli.main(cmd)
-                if code:
-                    return code
+                overrides = [a.removeprefix("--config.") for a in cmd if a.startswith("--config.")]
+                try:
+                    train(load_config(cmd[2], overrides), workdir)
+                except (ValueError, FileNotFoundError) as err:
+                    print(f"gumbel_table: error: {err}", file=sys.stderr)
+                    return 2 if isinstance(err, ConfigError) else 1
             if (workdir / "eval.json").exists():
                 try:
                     rows.append(row(args.experiment, preset, estimator, workdir, args.steps, extra))

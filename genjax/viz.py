@@ -94,7 +94,7 @@ def save_critic_surface(
 
     Args:
       path: the PNG to write.
-      surface: ``(xx, yy, values)`` grids, as ``genjax.tasks.gan.critic_surface`` returns.
+      surface: ``(xx, yy, values)`` grids, as ``genjax.experiment.gan.critic_surface`` returns.
       real: ``[N, 2]`` data points.
       fake: ``[M, 2]`` generated points.
       title: the plot title.

@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
-from genjax import cli
+from genjax import cli, experiment
 from genjax.train import Checkpointer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -55,12 +56,39 @@ def test_sample_eval_and_info(tiny_run, capsys, tmp_path):
     assert (tmp_path / "s.png").is_file()
     code, out, _ = _main(capsys, "eval", "--config", TINY, "--workdir", str(tiny_run))
     assert code == 0 and json.loads(out)["step"] == 20
-    code, out, _ = _main(capsys, "info", "--config", TINY, "--workdir", str(tmp_path), "--config.model.latent_dim=4")
+    code, out, _ = _main(capsys, "info", "--config", TINY, "--config.model.latent_dim=4")
     info = json.loads(out)
     hidden, latent = 32, 4
     expected = (784 * hidden + hidden) + (hidden * 2 * latent + 2 * latent) + (latent * hidden + hidden) + (hidden * 784 + 784)
     assert info["num_params"] == expected
     assert info["config"]["model"]["latent_dim"] == 4
+
+
+def test_sample_and_eval_read_the_runs_own_config_and_keep_its_samples_png(tiny_run, capsys):
+    before = (tiny_run / "samples.png").read_bytes()
+    code, out, _ = _main(capsys, "sample", "--workdir", str(tiny_run), "--num", "4")
+    assert code == 0
+    written = json.loads(out)
+    assert written["npz"] == str(tiny_run / "samples" / "step20_n4.npz") and written["step"] == 20
+    assert np.load(written["npz"])["images"].shape == (4, 28, 28, 1)
+    assert (tiny_run / "samples.png").read_bytes() == before
+    # The same run, number and stream give the same samples, with or without --config.
+    code, out, _ = _main(capsys, "sample", "--config", TINY, "--workdir", str(tiny_run), "--num", "4", "--out", str(tiny_run / "again.npz"))
+    np.testing.assert_array_equal(np.load(tiny_run / "again.npz")["images"], np.load(written["npz"])["images"])
+    code, out, _ = _main(capsys, "eval", "--workdir", str(tiny_run), "--config.eval.is_samples=0")
+    assert code == 0 and json.loads(out)["step"] == 20 and "test_nll_is40" not in json.loads(out)
+    code, _, err = _main(capsys, "sample", "--workdir", str(tiny_run), "--out", str(tiny_run / "x.png"))
+    assert code == 1 and "--out: expected a path ending in .npz" in err
+    code, _, err = _main(capsys, "eval", "--workdir", str(tiny_run / "nothing"))
+    assert code == 1 and "no config.json in" in err and err.count("\n") == 1
+
+
+def test_load_run_exposes_the_experiment(tiny_run):
+    run = experiment.load_run(tiny_run)
+    assert int(run.state.step) == 20 and run.config.model.family == "vae"
+    assert run.experiment.model.latent_dim == 2
+    images = run.experiment.sample(run.params, jax.random.key(0), 3)
+    assert images.shape == (3, 28, 28, 1)
 
 
 def test_resuming_a_finished_run_is_a_no_op(tiny_run, capsys):
@@ -120,9 +148,9 @@ def test_divergence_stops_with_the_step_and_saves_nothing_bad(capsys, tmp_path):
 
 def test_resume_config_check_allows_schedule_fields_only():
     saved = {"seed": 0, "parallel": "jit", "train": {"num_steps": 20, "learning_rate": 1e-3}, "eval": {"is_samples": 40}}
-    cli.check_resume_config(saved, {**saved, "parallel": "pmap", "train": {"num_steps": 99, "learning_rate": 1e-3}, "eval": {"is_samples": 0}})
+    experiment.check_resume_config(saved, {**saved, "parallel": "pmap", "train": {"num_steps": 99, "learning_rate": 1e-3}, "eval": {"is_samples": 0}})
     with pytest.raises(ValueError, match=r"seed: 0 -> 1; train\.learning_rate: 0\.001 -> 0\.01"):
-        cli.check_resume_config(saved, {**saved, "seed": 1, "train": {"num_steps": 20, "learning_rate": 1e-2}})
+        experiment.check_resume_config(saved, {**saved, "seed": 1, "train": {"num_steps": 20, "learning_rate": 1e-2}})
 
 
 def test_eval_and_sample_need_a_checkpoint(capsys, tmp_path):
@@ -179,7 +207,7 @@ def test_console_script_errors_have_no_traceback(tmp_path):
 def test_positive_ints_parses_a_comma_list_and_rejects_bad_items():
     import argparse
 
-    from genjax.cli import positive_ints
+    from genjax.experiment import positive_ints
 
     assert positive_ints("10,20, 50,") == (10, 20, 50)
     for bad in ("", "10,x", "0", "5,-1"):

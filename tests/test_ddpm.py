@@ -25,7 +25,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_ddpm_cifar10_preset_has_the_papers_parameter_count(capsys):
-    assert cli.main(["info", "--config", CIFAR_CONFIG, "--workdir", "unused"]) == 0
+    assert cli.main(["info", "--config", CIFAR_CONFIG]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["num_params"] == 35_746_307
     model = info["config"]["model"]

@@ -60,7 +60,7 @@ def test_toy_run_writes_metrics_and_critic_surface(tmp_path):
 
 
 def test_wgan_gp_cifar10_resnet_preset(capsys):
-    assert cli.main(["info", "--config", CIFAR_CONFIG, "--workdir", "unused"]) == 0
+    assert cli.main(["info", "--config", CIFAR_CONFIG]) == 0
     info = json.loads(capsys.readouterr().out)
     # ResNet generator 1,204,483 + critic 1,053,825 parameters at 128 channels.
     assert info["num_params"] == 1_204_483 + 1_053_825
@@ -114,8 +114,8 @@ def test_toy_experiment_script_writes_results(tmp_path):
 
 def test_critic_schedule_follows_the_generator_step():
     """Linear decay: the critic's rate at its update n_critic * s equals the generator's at s."""
-    from genjax.config import load_config_file
-    from genjax.tasks.gan import build_optimizers
+    from genjax.experiment import load_config_file
+    from genjax.experiment.gan import build_optimizers
 
     config = load_config_file(f"{CIFAR_CONFIG}:smoke")
     with config.unlocked():
@@ -146,7 +146,7 @@ def test_critic_schedule_follows_the_generator_step():
     ],
 )
 def test_config_fields_that_would_be_ignored_are_refused(config, override, message, capsys):
-    assert cli.main(["info", "--config", config, "--workdir", "unused", override]) == 1
+    assert cli.main(["info", "--config", config, override]) == 1
     assert message in capsys.readouterr().err
 
 

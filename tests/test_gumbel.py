@@ -14,7 +14,7 @@ import pytest
 
 from genjax.models import gumbel as G
 from genjax.models.vae import bernoulli_log_prob
-from genjax.train import Checkpointer, build_train_step, create_train_state, make_optimizer, train
+from genjax.train import Checkpointer, LossUpdate, build_train_step, create_train_state, make_optimizer, train
 
 CAT = G.DiscreteLatent("categorical", num_vars=2, num_classes=3)
 BERN = G.DiscreteLatent("bernoulli", num_vars=3)
@@ -183,7 +183,7 @@ def _stateful_run(estimator, parallel, devices, num_steps=6):
     loss = G.make_vae_loss(VAE, config)
     opt = make_optimizer("adam", learning_rate=1e-2)
     data = _x(num_steps * 16, 6, seed=3).reshape(num_steps, 16, 2, 3, 1)
-    step = build_train_step(loss, opt, parallel=parallel, devices=devices)
+    step = build_train_step(LossUpdate(loss, opt, stateful=True), parallel=parallel, devices=devices)
     state = step.place_state(create_train_state(_vae_params(), opt, model_state=G.init_model_state(config)))
     out = []
     for i in range(num_steps):
@@ -212,7 +212,7 @@ def test_stateful_loop_resumes_exactly(tmp_path):
     loss = G.make_vae_loss(VAE, config)
     opt = make_optimizer("adam", learning_rate=1e-2)
     data = _x(8 * 16, 6, seed=4).reshape(8, 16, 2, 3, 1)
-    step = build_train_step(loss, opt, devices=jax.devices()[:1])
+    step = build_train_step(LossUpdate(loss, opt, stateful=True), devices=jax.devices()[:1])
     init = create_train_state(_vae_params(), opt, model_state=G.init_model_state(config))
 
     def run(workdir, num_steps):
@@ -231,7 +231,7 @@ def test_stateful_loop_resumes_exactly(tmp_path):
 
 def test_loss_and_state_forms_must_match():
     opt = make_optimizer("adam", learning_rate=1e-2)
-    step = build_train_step(G.make_vae_loss(VAE, G.EstimatorConfig()), opt, devices=jax.devices()[:1])
+    step = build_train_step(LossUpdate(G.make_vae_loss(VAE, G.EstimatorConfig()), opt, stateful=True), devices=jax.devices()[:1])
     batch = step.place_batch({"image": jnp.asarray(_x(4, 6)).reshape(4, 2, 3, 1)})
     with pytest.raises(ValueError, match="model_state"):
         step.step(step.place_state(create_train_state(_vae_params(), opt)), batch, jax.random.key(0))
@@ -280,7 +280,7 @@ def test_tables_write_results_in_the_issue_schema(tiny_tables):
 
 
 def test_tiny_runs_keep_their_outputs_and_state(tiny_tables):
-    from genjax import cli
+    from genjax import experiment
 
     runs = tiny_tables / "runs"
     vae_sf = runs / "gumbel_vae_mnist" / "tiny_score_function"
@@ -290,7 +290,7 @@ def test_tiny_runs_keep_their_outputs_and_state(tiny_tables):
     # tiny: tau = max(0.5, exp(-0.1 * 5 * floor(s / 5))) at update s; logged after 4, 8, 12 updates.
     temps = {r["step"]: r["temperature"] for r in records if "temperature" in r}
     np.testing.assert_allclose([temps[4], temps[8], temps[12]], [1.0, math.exp(-0.5), 0.5], rtol=1e-6)
-    _, _, state = cli.load_run(vae_sf)
+    state = experiment.load_run(vae_sf).state
     assert int(state.step) == 12 and float(state.model_state["baseline"]) > 0
 
 

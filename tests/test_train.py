@@ -10,10 +10,11 @@ import optax
 import pytest
 
 from genjax.train.checkpoint import CheckpointError
-from genjax.train.state import LegacyTrainState
 
 from genjax.models import vae as V
 from genjax.train import (
+    LossUpdate,
+    MultiPlayerUpdate,
     Checkpointer,
     TrainState,
     MetricsWriter,
@@ -41,7 +42,7 @@ def _data(num_steps=20, batch=16):
 
 
 def _run(parallel, devices, num_steps=20, loss=None, ema_decay=0.9):
-    step = build_train_step(loss or V.make_loss(MODEL), OPT, parallel=parallel, devices=devices, ema_decay=ema_decay)
+    step = build_train_step(LossUpdate(loss or V.make_loss(MODEL), OPT, ema_decay=ema_decay), parallel=parallel, devices=devices)
     state = step.place_state(create_train_state(_params(), OPT, ema=ema_decay is not None))
     data = _data(num_steps)
     losses = []
@@ -119,16 +120,16 @@ def test_per_example_noise_differs_across_examples_and_steps():
 
 
 def test_batch_must_divide_device_count():
-    step = build_train_step(V.make_loss(MODEL), OPT, parallel="pmap")
+    step = build_train_step(LossUpdate(V.make_loss(MODEL), OPT), parallel="pmap")
     with pytest.raises(ValueError, match="divisible by the device count 8"):
         step.place_batch({"image": np.zeros((12, 4, 4, 1), np.float32)})
     with pytest.raises(ValueError, match="parallel"):
-        build_train_step(V.make_loss(MODEL), OPT, parallel="tpu")
+        build_train_step(LossUpdate(V.make_loss(MODEL), OPT), parallel="tpu")
 
 
 def _loop(tmp_path, num_steps, loss=None, checkpoint_every=5):
     data = _data(40)
-    step = build_train_step(loss or V.make_loss(MODEL), OPT, devices=jax.devices()[:1])
+    step = build_train_step(LossUpdate(loss or V.make_loss(MODEL), OPT), devices=jax.devices()[:1])
     return train(
         train_step=step,
         state=create_train_state(_params(), OPT),
@@ -187,17 +188,6 @@ def test_checkpoint_whose_bytes_disagree_with_its_digest_is_rejected(tmp_path, c
     assert "digest does not match" in caplog.text
 
 
-def test_checkpoints_from_before_model_state_still_restore(tmp_path):
-    """Checkpoints written by the 4-field TrainState of earlier versions load as is."""
-    good = create_train_state(_params(), OPT, ema=True)
-    legacy = LegacyTrainState(step=good.step + 3, params=good.params, opt_state=good.opt_state, ema_params=good.ema_params)
-    Checkpointer(tmp_path / "ckpt").save(legacy)
-    state, meta = Checkpointer(tmp_path / "ckpt").restore_latest(good)
-    assert isinstance(state, TrainState) and state.model_state is None and int(state.step) == 3
-    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(good.params)):
-        np.testing.assert_array_equal(a, b)
-
-
 def test_checkpoint_of_another_layout_is_an_error_and_stays_in_place(tmp_path):
     stateful = create_train_state(_params(), OPT, model_state={"baseline": jnp.float32(2.0)})
     Checkpointer(tmp_path / "ckpt").save(stateful)
@@ -211,7 +201,7 @@ def test_checkpoint_of_another_layout_is_an_error_and_stays_in_place(tmp_path):
 def test_nan_loss_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):
     data = _data(40)
     data[12] = np.nan
-    step = build_train_step(V.make_loss(MODEL), OPT, devices=jax.devices()[:1])
+    step = build_train_step(LossUpdate(V.make_loss(MODEL), OPT), devices=jax.devices()[:1])
     ckpt = Checkpointer(tmp_path / "ckpt")
     with pytest.raises(TrainingDivergedError, match="at step 13.*last good checkpoint is step 10"):
         train(
@@ -239,7 +229,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_good_checkpoint(tmp_path):
     ],
 )
 def test_loop_rejects_bad_periods(tmp_path, kwargs, match):
-    step = build_train_step(V.make_loss(MODEL), OPT, devices=jax.devices()[:1])
+    step = build_train_step(LossUpdate(V.make_loss(MODEL), OPT), devices=jax.devices()[:1])
     args = {"num_steps": 5, "log_every": 1, "checkpoint_every": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
         train(train_step=step, state=create_train_state(_params(), OPT), batches=lambda s: {}, key=jax.random.key(0), progress=False, **args)
@@ -265,21 +255,30 @@ def test_make_optimizer_rejects_bad_arguments():
         make_optimizer("lion", learning_rate=1e-3)
 
 
-def test_build_train_step_takes_a_loss_or_an_update_builder():
-    with pytest.raises(ValueError, match="loss_fn/optimizer: give both"):
+def test_build_train_step_takes_a_declared_update():
+    with pytest.raises(ValueError, match="update: expected a LossUpdate or a MultiPlayerUpdate, got function"):
         build_train_step(V.make_loss(MODEL))
-    with pytest.raises(ValueError, match="update: give either"):
-        build_train_step(V.make_loss(MODEL), OPT, update=lambda axis_name: None)
-    # A builder is called with the back end's axis name.
+    with pytest.raises(ValueError, match="optimizer: expected an optax.GradientTransformation"):
+        LossUpdate(V.make_loss(MODEL), None)
+    with pytest.raises(ValueError, match="ema_decay: expected None or a float"):
+        LossUpdate(V.make_loss(MODEL), OPT, ema_decay=1.5)
+    with pytest.raises(ValueError, match="builder: expected a callable"):
+        MultiPlayerUpdate(None)
+    # A builder is given the back end's mean over replicas: the identity under jit,
+    # lax.pmean over the device axis under pmap.
     seen = []
 
-    def builder(axis_name):
-        seen.append(axis_name)
-        return make_update(V.make_loss(MODEL), OPT, axis_name=axis_name)
+    def builder(*, mean_over_replicas):
+        seen.append(mean_over_replicas)
+        return make_update(V.make_loss(MODEL), OPT, mean_over_replicas=mean_over_replicas)
 
-    build_train_step(update=builder, parallel="jit")
-    build_train_step(update=builder, parallel="pmap")
-    assert seen == [None, "data"]
+    build_train_step(MultiPlayerUpdate(builder), parallel="jit")
+    build_train_step(MultiPlayerUpdate(builder), parallel="pmap")
+    assert len(seen) == 2
+    tree = {"x": jnp.arange(3.0)}
+    assert seen[0](tree) is tree
+    pmapped = jax.pmap(seen[1], axis_name="data", devices=jax.devices()[:2])({"x": jnp.stack([jnp.zeros(3), 2 * jnp.ones(3)])})
+    np.testing.assert_allclose(pmapped["x"], np.ones((2, 3)))
 
 
 def test_create_train_state_with_one_optimizer_per_group():

@@ -24,12 +24,12 @@ Presets, chosen with ``--config experiments/ddpm_cifar10/config.py:PRESET``:
 
 import ml_collections
 
-from genjax.config import ddpm_config
+from genjax.experiment import ddpm
 
 
 def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     """Returns the config of a preset (see the module docstring)."""
-    c = ddpm_config()
+    c = ddpm.default_config()
     if preset == "paper":
         pass
     elif preset == "paper_bf16":

@@ -17,8 +17,8 @@ import jax
 import numpy as np
 
 from genjax import samplers
-from genjax.cli import load_run
-from genjax.tasks.diffusion import build_diffusion, build_unet, denoiser_of, unet_apply
+from genjax import experiment
+from genjax.experiment.ddpm import denoiser_of
 
 
 def noisy_fraction(x: np.ndarray) -> np.ndarray:
@@ -33,11 +33,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="the genjax train workdir of ddpm_mnist")
     args = parser.parse_args()
-    config, _, state = load_run(args.workdir)
-    diffusion = build_diffusion(config)
-    shape = tuple(config.data.image_shape)
-    params = state.ema_params if state.ema_params is not None else state.params
-    denoiser = denoiser_of(diffusion, unet_apply(build_unet(config, shape[-1], diffusion)))(params)
+    run = experiment.load_run(args.workdir)
+    model = run.experiment.model
+    diffusion, shape = model.diffusion, model.image_shape
+    denoiser = denoiser_of(diffusion, model.apply)(run.params)
     abar = diffusion.schedule.alphas_cumprod
     for sampler in ("dpmpp_2m", "ddim"):
         for clip in (False, True):

@@ -20,12 +20,12 @@ Presets, chosen with ``--config experiments/ddpm_mnist/config.py:PRESET``:
 
 import ml_collections
 
-from genjax.config import ddpm_config
+from genjax.experiment import ddpm
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     """Returns the config of a preset (see the module docstring)."""
-    c = ddpm_config()
+    c = ddpm.default_config()
     c.data.name = "mnist"
     c.data.source = "offline"
     c.data.image_shape = (28, 28, 1)

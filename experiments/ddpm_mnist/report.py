@@ -48,7 +48,7 @@ import numpy as np
 
 from genjax import samplers as samplers_lib
 from genjax import viz
-from genjax.cli import jax_key, load_run, positive_ints
+from genjax import experiment, keys
 from genjax.hardware import device_description
 from genjax.metrics import (
     frechet_distance_from_features,
@@ -56,14 +56,9 @@ from genjax.metrics import (
     mnist_features,
 )
 from genjax.models import diffusion as diff
-from genjax.tasks.base import load_split
-from genjax.tasks.diffusion import (
-    build_diffusion,
-    build_unet,
-    denoiser_of,
-    sampler_options,
-    unet_apply,
-)
+from genjax.experiment import positive_ints
+from genjax.experiment.base import load_split
+from genjax.experiment.ddpm import denoiser_of, sampler_options
 
 # (label, sampler, options): the two fixed variances of the paper are separate rows, and
 # the two ODE solvers run with and without clipping the predicted x_0 to [-1, 1].
@@ -156,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """Draws every cell, scores it and writes the outputs into ``args.out``."""
     tic = time.perf_counter()
-    config, _, state = load_run(args.workdir)
+    run = experiment.load_run(args.workdir)
+    config = run.config
     eval_path = pathlib.Path(args.workdir) / "eval.json"
     if not eval_path.is_file():
         raise FileNotFoundError(f"--workdir: no eval.json in {args.workdir}; let 'genjax train' finish first")
@@ -164,7 +160,6 @@ def report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     split = config.eval.split
     if f"{split}_bits_per_dim" not in evaluation:
         raise ValueError(f"--workdir: {eval_path} has no bits/dim; evaluate with eval.bpd_examples > 0")
-    shape = tuple(config.data.image_shape)
     classifier = load_mnist_classifier()
     test_features = mnist_features(classifier, load_split(config, split).images)
     real = load_split(config, config.data.train_split).images[: args.fd_samples]
@@ -173,12 +168,12 @@ def report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     reference = {"num": args.fd_samples, "classifier_frechet_distance": frechet_distance_from_features(mnist_features(classifier, quantise(np.asarray(real, np.float32))), test_features)}
     print(f"{'real training images':30s} classifier FD {reference['classifier_frechet_distance']:8.3f}", flush=True)
 
-    diffusion = build_diffusion(config)
-    unet = build_unet(config, shape[-1], diffusion)
-    params = state.ema_params if state.ema_params is not None else state.params
-    denoiser = denoiser_of(diffusion, unet_apply(unet))(params)
+    model = run.experiment.model
+    shape = model.image_shape
+    diffusion = model.diffusion
+    denoiser = denoiser_of(diffusion, model.apply)(run.params)
     abar = diffusion.schedule.alphas_cumprod
-    key = jax_key(config.seed, 0xFD)
+    key = keys.stream(config.seed, keys.CLASSIFIER_DISTANCE)
     batch = min(args.batch, args.fd_samples)
     cells, records = {}, []
     for label, sampler, options in ROWS:

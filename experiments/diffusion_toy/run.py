@@ -55,6 +55,7 @@ from genjax.models import sohl_dickstein as sd
 from genjax.train import (
     Checkpointer,
     MetricsWriter,
+    LossUpdate,
     build_train_step,
     create_train_state,
     make_optimizer,
@@ -203,7 +204,7 @@ def train_model(name: str, model: sd.Model, cfg: RunConfig, batches: Any, workdi
         "adam", learning_rate=cfg.learning_rate, schedule="cosine", warmup_steps=cfg.warmup_steps, decay_steps=max(cfg.steps - cfg.warmup_steps, 1), grad_clip=cfg.grad_clip
     )
     state = create_train_state(params, optimizer)
-    step_fn = build_train_step(sd.make_loss(model), optimizer, parallel="jit", devices=jax.devices()[:1])
+    step_fn = build_train_step(LossUpdate(sd.make_loss(model), optimizer), parallel="jit", devices=jax.devices()[:1])
     run_dir = workdir / name
     metrics_path = run_dir / "metrics.jsonl"
     print(f"[{name}] training {cfg.steps} steps of batch {cfg.batch_size}, {num_params(params):,} parameters, workdir {run_dir}", flush=True)

@@ -33,7 +33,7 @@ Measured wall times and numbers: RESULTS.md.
 
 import ml_collections
 
-from genjax.config import gan_config
+from genjax.experiment import gan
 
 PRESETS = ("gan", "wgan_gp", "dcgan_wgan_gp", "dcgan_gan", "tiny")
 
@@ -42,7 +42,7 @@ def get_config(preset: str = "gan") -> ml_collections.ConfigDict:
     """Returns the config of a preset (see the module docstring)."""
     if preset not in PRESETS:
         raise ValueError(f"preset: expected one of {PRESETS}, got {preset!r}")
-    c = gan_config()
+    c = gan.default_config()
     c.data.name = "mnist"
     c.data.source = "offline"
     c.data.image_shape = (28, 28, 1)

@@ -33,15 +33,14 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from genjax import viz
-from genjax.cli import jax_key, load_run
+from genjax import experiment, keys, viz
+from genjax.experiment.base import load_split
 from genjax.metrics import (
     frechet_distance_from_features,
     load_mnist_classifier,
     mnist_features,
     parzen_log_likelihood,
 )
-from genjax.tasks.base import load_split
 from genjax.train import read_metrics
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -83,19 +82,20 @@ def report(args: argparse.Namespace, argv: list[str] | None) -> int:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     config, classifier, test_features = None, load_mnist_classifier(), None
     for workdir in (pathlib.Path(w) for w in args.runs.split(",")):
-        config, task, state = load_run(workdir)
+        run = experiment.load_run(workdir)
+        config, state = run.config, run.state
         if test_features is None:
             test_features = mnist_features(classifier, load_split(config, config.eval.split).images)
         model = LABELS.get(config.model.objective, config.model.objective)
         ev = json.loads((workdir / "eval.json").read_text())
-        fd = frechet_distance_from_features(mnist_features(classifier, task.sample(state.params, jax_key(config.seed, 0xFD), args.fd_samples)), test_features)
+        fd = frechet_distance_from_features(mnist_features(classifier, run.experiment.sample(state.params, keys.stream(config.seed, keys.CLASSIFIER_DISTANCE), args.fd_samples)), test_features)
         rows.append({"dataset": "mnist", "model": model, "metric": "parzen_log_likelihood_nats", "value": ev["parzen_log_likelihood"], "stderr": ev["parzen_stderr"]})
         rows.append({"dataset": "mnist", "model": model, "metric": "classifier_frechet_distance", "value": fd, "stderr": None})
         lines.append(
             f"| {model} | {config.model.architecture} | {int(state.step):,} | {ev['parzen_log_likelihood']:.1f} ± {ev['parzen_stderr']:.1f} | "
             f"{ev['parzen_sigma']:.3f} | {fd:.2f} | {ev['train_wall_time_s'] / 60:.0f} min |"
         )
-        grids.append(task.sample(state.params, jax_key(config.seed, 0x5A3), 100))
+        grids.append(run.experiment.sample(state.params, keys.stream(config.seed, keys.SAMPLES), 100))
         records = [r for r in read_metrics(workdir / "metrics.jsonl") if "critic_loss" in r]
         steps = np.array([r["step"] for r in records])
         curve = np.array([r["critic_loss"] for r in records])

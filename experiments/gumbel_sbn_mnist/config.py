@@ -26,37 +26,14 @@ numbers).
 
 import ml_collections
 
-from genjax.config import base_config
+from genjax.experiment import discrete
 
 PRESETS = ("bernoulli", "categorical", "tiny")
 
 
 def get_config(preset: str = "bernoulli") -> ml_collections.ConfigDict:
     """Returns the config of a preset (see the module docstring)."""
-    c = base_config()
-
-    c.model = ml_collections.ConfigDict()
-    c.model.family = "sbn"
-    c.model.latent = "bernoulli"
-    c.model.num_vars = 200
-    c.model.num_classes = 10
-    c.model.num_layers = 2
-    c.model.train_samples = 1
-    c.model.estimator = "gumbel_softmax"
-    c.model.tau0 = 1.0
-    c.model.tau_min = 0.5
-    c.model.anneal_rate = 1e-4
-    c.model.anneal_every = 1000
-    c.model.baseline_decay = 0.9
-
-    c.train.num_steps = 20_000
-    c.train.checkpoint_every = 5000
-    c.train.keep_checkpoints = 2
-    c.train.eval_every = 5000
-
-    c.eval.num_samples = 1000
-    c.eval.quick_samples = 10
-    c.eval.chunk = 100
+    c = discrete.sbn_config()
 
     if preset == "bernoulli":
         pass

@@ -28,37 +28,14 @@ KL to the uniform prior), averaged over ``eval.num_samples`` draws per test imag
 
 import ml_collections
 
-from genjax.config import base_config
+from genjax.experiment import discrete
 
 PRESETS = ("categorical", "bernoulli", "target", "tiny")
 
 
 def get_config(preset: str = "categorical") -> ml_collections.ConfigDict:
     """Returns the config of a preset (see the module docstring)."""
-    c = base_config()
-
-    c.model = ml_collections.ConfigDict()
-    c.model.family = "discrete_vae"
-    c.model.latent = "categorical"
-    c.model.num_vars = 20
-    c.model.num_classes = 10
-    c.model.hidden = (512, 256)
-    c.model.activation = "relu"
-    c.model.estimator = "gumbel_softmax"
-    c.model.tau0 = 1.0
-    c.model.tau_min = 0.5
-    c.model.anneal_rate = 1e-4
-    c.model.anneal_every = 1000
-    c.model.baseline_decay = 0.9
-
-    c.train.num_steps = 20_000
-    c.train.checkpoint_every = 5000
-    c.train.keep_checkpoints = 2
-    c.train.eval_every = 5000
-
-    c.eval.batch_size = 500
-    c.eval.num_samples = 10
-    c.eval.quick_samples = 1
+    c = discrete.discrete_vae_config()
 
     if preset == "categorical":
         pass

@@ -41,11 +41,11 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from genjax import cli, estimators  # noqa: E402
+from genjax import estimators, experiment  # noqa: E402
+from genjax.experiment.base import eval_images  # noqa: E402
 from genjax.models import gumbel  # noqa: E402
 from genjax.models.gumbel import ANNEALED  # noqa: E402
 from genjax.models.vae import bernoulli_log_prob  # noqa: E402
-from genjax.tasks.base import eval_images  # noqa: E402
 from genjax.train.checkpoint import CheckpointError  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -119,16 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(HERE))
     args = parser.parse_args(argv)
     try:
-        config, _, state = cli.load_run(args.workdir)
+        run = experiment.load_run(args.workdir)
     except (FileNotFoundError, CheckpointError) as err:
         parser.error(str(err))
+    config = run.config
     if config.model.family != "discrete_vae":
         parser.error(f"--workdir: expected a discrete_vae run, got model.family={config.model.family!r}")
     if min(args.examples, args.samples, args.reference_samples) < 2:
         parser.error("--examples, --samples, --reference-samples: expected ints >= 2")
-    latent = gumbel.DiscreteLatent(config.model.latent, config.model.num_vars, config.model.num_classes)
-    model = gumbel.DiscreteVAE(latent=latent, data_dim=int(np.prod(config.data.image_shape)), hidden=tuple(config.model.hidden), activation=config.model.activation)
-    params = state.ema_params if state.ema_params is not None else state.params
+    model = run.experiment.model
+    params = run.params
     x = eval_images(config)[: args.examples].reshape(args.examples, -1)
     key = jax.random.key(0)
     x = jnp.asarray(x)

@@ -33,7 +33,7 @@ import optax
 from genjax.data import Batcher, load_dataset
 from genjax.hardware import device_description
 from genjax.metrics import mnist_classifier as mc
-from genjax.train import build_train_step, create_train_state, make_optimizer, num_params, train
+from genjax.train import LossUpdate, build_train_step, create_train_state, make_optimizer, num_params, train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "genjax" / "assets"
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     init_key, train_key = jax.random.split(key)
     params = mc.init_mnist_classifier(init_key)
     optimizer = make_optimizer("adam", learning_rate=args.learning_rate, schedule="cosine", decay_steps=args.steps)
-    step = build_train_step(classifier_loss, optimizer, devices=jax.devices()[:1])
+    step = build_train_step(LossUpdate(classifier_loss, optimizer), devices=jax.devices()[:1])
     augment = functools.partial(random_shift, max_shift=args.max_shift) if args.max_shift else None
     batcher = Batcher(train_set.arrays(), batch_size=args.batch_size, seed=args.seed, transform=augment)
     result = train(

@@ -24,28 +24,12 @@ Presets, chosen with ``--config experiments/vae_mnist/config.py:PRESET``:
 
 import ml_collections
 
-from genjax.config import base_config
+from genjax.experiment import vae
 
 
 def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
     """Returns the config of a preset (see the module docstring)."""
-    c = base_config()
-
-    c.model = ml_collections.ConfigDict()
-    c.model.family = "vae"
-    c.model.architecture = "mlp"
-    c.model.latent_dim = 50
-    c.model.hidden = (200, 200)
-    c.model.likelihood = "bernoulli"
-    c.model.activation = "tanh"
-    c.model.num_samples = 1
-    c.model.iwae_samples = 0
-
-    c.train.num_steps = 6000
-    c.train.checkpoint_every = 2000
-
-    c.eval.is_samples = 500
-    c.eval.is_chunk = 500
+    c = vae.default_config()
 
     if preset == "quick":
         c.eval.num_examples = 2000

@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from genjax import cli  # noqa: E402
+from genjax import experiment  # noqa: E402
 from genjax.train import read_metrics  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -33,21 +33,13 @@ LATENTS = (3, 5, 10, 20, 200)
 def run(latent: int, steps: int, root: pathlib.Path, eval_every: int) -> list[dict]:
     """Trains (or resumes) the run for one latent size; returns its metric records."""
     workdir = root / f"z{latent}"
-    code = cli.main(
-        [
-            "train",
-            "--config",
-            f"{HERE / 'config.py'}:fig2",
-            "--workdir",
-            str(workdir),
-            f"--config.model.latent_dim={latent}",
-            f"--config.train.num_steps={steps}",
-            f"--config.train.eval_every={eval_every}",
-            f"--config.train.checkpoint_every={max(eval_every, steps // 4)}",
-        ]
-    )
-    if code:
-        raise SystemExit(code)
+    overrides = [
+        f"model.latent_dim={latent}",
+        f"train.num_steps={steps}",
+        f"train.eval_every={eval_every}",
+        f"train.checkpoint_every={max(eval_every, steps // 4)}",
+    ]
+    experiment.train(experiment.load_config(f"{HERE / 'config.py'}:fig2", overrides), workdir)
     return read_metrics(workdir / "metrics.jsonl")
 
 

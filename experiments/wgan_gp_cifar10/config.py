@@ -22,7 +22,7 @@ Presets, chosen with ``--config experiments/wgan_gp_cifar10/config.py:PRESET``:
 
 import ml_collections
 
-from genjax.config import gan_config
+from genjax.experiment import gan
 
 PRESETS = ("resnet", "dcgan", "smoke")
 
@@ -31,7 +31,7 @@ def get_config(preset: str = "resnet") -> ml_collections.ConfigDict:
     """Returns the config of a preset (see the module docstring)."""
     if preset not in PRESETS:
         raise ValueError(f"preset: expected one of {PRESETS}, got {preset!r}")
-    c = gan_config()
+    c = gan.default_config()
     c.data.name = "cifar10"
     c.data.source = "tfds"
     c.data.image_shape = (32, 32, 3)

@@ -24,7 +24,7 @@ table.md (the table of RESULTS.md) and the figures; wall times are in RESULTS.md
 
 import ml_collections
 
-from genjax.config import gan_config
+from genjax.experiment import gan
 
 DATASETS = ("eight_gaussians", "twentyfive_gaussians", "swiss_roll")
 OBJECTIVES = {"gan": "non_saturating", "wgan": "wgan_clip", "wgan_gp": "wgan_gp", "wgan_gp_lambda10": "wgan_gp"}
@@ -38,7 +38,7 @@ def get_config(arg: str = "eight_gaussians,wgan_gp") -> ml_collections.ConfigDic
     if len(parts) not in (2, 3) or parts[0] not in DATASETS or parts[1] not in OBJECTIVES or (len(parts) == 3 and not tiny):
         raise ValueError(f"arg: expected DATASET,OBJECTIVE[,tiny] with DATASET in {DATASETS} and OBJECTIVE in {tuple(OBJECTIVES)}, or 'tiny'; got {arg!r}")
     dataset, objective = parts[:2]
-    c = gan_config()
+    c = gan.default_config()
     c.data.name = dataset
     c.data.source = "toy"
     c.data.image_shape = (2,)

@@ -32,12 +32,11 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from genjax.cli import cmd_train, load_run
-from genjax.config import load_config_file
+from genjax import experiment
 from genjax.data.toy2d import sample_toy2d
+from genjax.experiment.gan import critic_surface
 from genjax.metrics import sliced_wasserstein
 from genjax.models.gan import critic_scores
-from genjax.tasks.gan import build_networks, critic_surface
 
 HERE = pathlib.Path(__file__).resolve().parent
 DATASETS = ("eight_gaussians", "twentyfive_gaussians", "swiss_roll")
@@ -50,11 +49,10 @@ def train_all(workdir: pathlib.Path, tiny: bool, datasets: tuple[str, ...], obje
     results = {}
     for dataset in datasets:
         for objective in objectives:
-            config = load_config_file(f"{HERE / 'config.py'}:{dataset},{objective}{',tiny' if tiny else ''}")
+            config = experiment.load_config(f"{HERE / 'config.py'}:{dataset},{objective}{',tiny' if tiny else ''}")
             run_dir = workdir / f"{dataset}_{objective}"
             print(f"== {dataset} / {objective} -> {run_dir}", flush=True)
-            cmd_train(config, run_dir)
-            results[(dataset, objective)] = json.loads((run_dir / "eval.json").read_text())
+            results[(dataset, objective)] = experiment.train(config, run_dir)
     return results
 
 
@@ -68,10 +66,10 @@ def panels(workdir: pathlib.Path, out: pathlib.Path, datasets: tuple[str, ...], 
         real = np.asarray(sample_toy2d(jax.random.fold_in(key, i), dataset, 1000))
         lim = float(np.abs(real).max() * 1.25)
         for j, objective in enumerate(objectives):
-            config, task, state = load_run(workdir / f"{dataset}_{objective}")
-            fake = task.sample(state.params, jax.random.fold_in(key, 100 + i), 1000)
-            critic = build_networks(config, (2,))[1]
-            xx, yy, values = critic_surface(jax.jit(functools.partial(critic_scores, critic.apply, state.params["critic"])), lim, 100)
+            run = experiment.load_run(workdir / f"{dataset}_{objective}")
+            fake = run.experiment.sample(run.params, jax.random.fold_in(key, 100 + i), 1000)
+            critic = run.experiment.model.critic
+            xx, yy, values = critic_surface(jax.jit(functools.partial(critic_scores, critic.apply, run.params["critic"])), lim, 100)
             ax = axes_c[i, j]
             contour = ax.contourf(xx, yy, values, levels=30, cmap="viridis")
             fig_c.colorbar(contour, ax=ax, fraction=0.046, pad=0.04)

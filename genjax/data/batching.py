@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 Transform = Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]]
 
@@ -236,3 +239,57 @@ class Batcher:
         while True:
             yield self.batch(step)
             step += 1
+
+
+def map_batches(
+    fn: Callable[..., Any],
+    *arrays: np.ndarray,
+    batch_size: int,
+    key: jax.Array | None = None,
+    num: int | None = None,
+    desc: str | None = None,
+) -> Any:
+    """Applies a (jitted) function chunk by chunk and concatenates its outputs on the host.
+
+    The one batched evaluation loop of genjax. Chunk ``[start, start + n)`` is passed as
+    ``fn(*chunks)``, followed, when ``key`` is given, by one key per example,
+    ``split(fold_in(key, start), n)``: the keys of an example depend on its index and on
+    ``batch_size`` only through that index's chunk start, so they are fixed for a fixed
+    ``batch_size``.
+
+    Args:
+      fn: ``fn(*chunks[, keys]) -> pytree`` of arrays with a leading example axis.
+      *arrays: host arrays sharing their leading (example) axis.
+      batch_size: examples per call (the last chunk may be smaller).
+      key: the base key of the per-example keys, or None for none.
+      num: the number of examples when no arrays are given (e.g. samples to draw).
+      desc: a progress-bar label; None shows no bar.
+
+    Returns:
+      The outputs of ``fn`` concatenated along their leading axis, as numpy.
+
+    Raises:
+      ValueError: ``batch_size`` is not positive, the arrays disagree in length, or
+        neither arrays nor ``num`` say how many examples there are.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if arrays:
+        lengths = {a.shape[0] for a in arrays}
+        if len(lengths) != 1:
+            raise ValueError(f"arrays: expected a common leading axis, got lengths {sorted(lengths)}")
+        total = lengths.pop()
+    elif num is None or num < 0:
+        raise ValueError(f"num: expected a non-negative int when no arrays are given, got {num!r}")
+    else:
+        total = num
+    outputs = []
+    for start in tqdm(range(0, total, batch_size), desc=desc, disable=True if desc is None else None, leave=False):
+        size = min(batch_size, total - start)
+        args = [jnp.asarray(a[start : start + size]) for a in arrays]
+        if key is not None:
+            args.append(jax.random.split(jax.random.fold_in(key, start), size))
+        outputs.append(jax.device_get(fn(*args)))
+    if not outputs:
+        raise ValueError("arrays/num: expected at least one example, got none")
+    return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *outputs)

@@ -14,8 +14,8 @@
 One training step is Algorithm 1's outer iteration: ``n_critic`` critic updates (a
 ``lax.scan``, each on its own real minibatch) and then one generator update against the
 updated critic, each player with its own optax optimiser, all in one pure function that
-the generic engine (``genjax.train.build_train_step(update=...)``) compiles for ``jit`` or
-``pmap``. The real data of a step is ``batch["image"]`` of shape ``[B, n_critic, ...]``
+the generic engine compiles for ``jit`` or ``pmap`` (as a ``MultiPlayerUpdate``). The
+real data of a step is ``batch["image"]`` of shape ``[B, n_critic, ...]``
 so that its leading axis stays the one the back ends split over devices.
 
 The critic must score each example on its own (no batch normalisation): the gradient
@@ -33,10 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from genjax.train.state import TrainState
-from genjax.train.step import Batch, Metrics, UpdateFn
+from genjax.types import Batch, MeanOverReplicas, Metrics, Params, UpdateFn, UpdateState
 
-Params = Any
 GeneratorApply = Callable[[Params, jax.Array], jax.Array]
 """``generator(params, z [B, latent_dim]) -> x [B, ...]``."""
 CriticApply = Callable[[Params, jax.Array], jax.Array]
@@ -287,7 +285,7 @@ def make_gan_update(
     latent_dim: int,
     generator_optimizer: optax.GradientTransformation,
     critic_optimizer: optax.GradientTransformation,
-    axis_name: str | None = None,
+    mean_over_replicas: MeanOverReplicas | None = None,
 ) -> UpdateFn:
     """Builds the pure two-player update ``update(state, batch, keys) -> (state, metrics)``.
 
@@ -308,7 +306,9 @@ def make_gan_update(
       latent_dim: dimension of ``z``.
       generator_optimizer: optax transformation of the generator.
       critic_optimizer: optax transformation of the critic.
-      axis_name: the ``pmap`` axis to average gradients and metrics over, or None.
+      mean_over_replicas: averages gradients and metrics over data-parallel replicas
+        (the engine passes ``lax.pmean`` over its device axis under ``pmap``); None when
+        one program sees the whole batch.
 
     Returns:
       The update. Metrics are means over the critic updates of ``critic_loss``,
@@ -321,9 +321,9 @@ def make_gan_update(
     n_critic = objective.n_critic
 
     def mean(tree: Any) -> Any:
-        return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+        return tree if mean_over_replicas is None else mean_over_replicas(tree)
 
-    def update(state: TrainState, batch: Batch, keys: jax.Array) -> tuple[TrainState, Metrics]:
+    def update(state: UpdateState, batch: Batch, keys: jax.Array) -> tuple[UpdateState, Metrics]:
         if state.ema_params is not None or state.model_state is not None:
             raise ValueError("state: the GAN update keeps no ema_params or model_state; build it with create_train_state(params, optimizers)")
         real = _real_data(batch, n_critic)

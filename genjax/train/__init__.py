@@ -1,4 +1,4 @@
-"""The training engine: state, pure steps on two parallel back ends, loop, checkpoints."""
+"""The training engine: state, the one update contract, two parallel back ends, loop, checkpoints."""
 
 from genjax.train.checkpoint import Checkpointer, CheckpointError, state_digest
 from genjax.train.loop import (
@@ -12,9 +12,11 @@ from genjax.train.optim import make_optimizer
 from genjax.train.state import TrainState, create_train_state, num_params
 from genjax.train.step import (
     BACKENDS,
+    LossUpdate,
+    MultiPlayerUpdate,
     TrainStep,
+    Update,
     UpdateBuilder,
-    UpdateFn,
     build_train_step,
     example_keys,
     make_update,
@@ -24,13 +26,15 @@ __all__ = [
     "BACKENDS",
     "CheckpointError",
     "Checkpointer",
+    "LossUpdate",
     "MetricsWriter",
+    "MultiPlayerUpdate",
     "TrainResult",
     "TrainState",
     "TrainStep",
     "TrainingDivergedError",
+    "Update",
     "UpdateBuilder",
-    "UpdateFn",
     "build_train_step",
     "create_train_state",
     "example_keys",

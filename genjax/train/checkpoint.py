@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from genjax.train.state import LegacyTrainState, TrainState
+from genjax.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
@@ -124,29 +124,25 @@ class Checkpointer:
             raise FileNotFoundError(f"step: no checkpoint at step {step} in {self.directory} (have {self.all_steps()})")
         return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
 
-    def _saved_layout(self, step: int) -> tuple[set[str], dict[str, tuple[int, ...]]] | None:
-        """The top-level fields saved at ``step`` and the name -> shape of every array,
-        or None if the metadata is unreadable."""
+    def _saved_layout(self, step: int) -> dict[str, tuple[int, ...]] | None:
+        """The name -> shape of every array saved at ``step``, or None if the metadata is unreadable."""
         try:
             tree = self._manager.item_metadata(step)["state"].tree
-            return set(tree), {leaf.name: tuple(leaf.shape) for leaf in jax.tree.leaves(tree)}
+            return {leaf.name: tuple(leaf.shape) for leaf in jax.tree.leaves(tree)}
         except Exception:  # noqa: BLE001 - unreadable metadata is handled as a corrupt checkpoint
             return None
 
     def _target(self, step: int, template: TrainState) -> Any:
-        """The template in the layout saved at ``step`` (the current or the legacy one).
+        """The template, checked against the layout saved at ``step``.
 
         Raises:
           CheckpointError: the checkpoint's arrays (names or shapes) differ from the
             template's: it was written by another model, config or code version.
         """
-        layout = self._saved_layout(step)
-        if layout is None:
+        saved = self._saved_layout(step)
+        if saved is None:
             return template
-        fields, saved = layout
         target: Any = template
-        if template.model_state is None and "model_state" not in fields:
-            target = LegacyTrainState(step=template.step, params=template.params, opt_state=template.opt_state, ema_params=template.ema_params)
         expected = {jax.tree_util.keystr(path, simple=True, separator="."): tuple(np.shape(leaf)) for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]}
         if saved != expected:
             missing = sorted(set(expected) - set(saved))[:3]
@@ -188,8 +184,6 @@ class Checkpointer:
                 state, meta = jax.device_get(restored["state"]), restored["meta"]
                 if state_digest(state) != meta.get("digest"):
                     raise CheckpointError(f"checkpoint {step}: state digest does not match its record")
-                if isinstance(state, LegacyTrainState):
-                    state = TrainState(step=state.step, params=state.params, opt_state=state.opt_state, ema_params=state.ema_params)
                 return state, meta
             except Exception as err:  # noqa: BLE001 - any failure to load means "try the previous one"
                 moved = self._set_aside(step)

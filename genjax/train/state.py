@@ -23,7 +23,7 @@ class TrainState:
       ema_params: exponential moving average of the parameters, or None.
       model_state: state a loss carries between steps that is not trained by the
         optimiser (e.g. the moving-average baseline of a score-function estimator), or
-        None for the plain ``loss(params, batch, keys)`` contract; see ``make_update``.
+        None for a plain loss; see ``genjax.train.make_update``.
     """
 
     step: jax.Array
@@ -31,20 +31,6 @@ class TrainState:
     opt_state: optax.OptState
     ema_params: Any = None
     model_state: Any = None
-
-
-@struct.dataclass
-class LegacyTrainState:
-    """The on-disk layout of checkpoints written before ``model_state`` existed.
-
-    Only used to read such checkpoints; ``Checkpointer.restore_latest`` converts them to a
-    ``TrainState`` with ``model_state=None``.
-    """
-
-    step: jax.Array
-    params: chex.ArrayTree
-    opt_state: optax.OptState
-    ema_params: Any = None
 
 
 def create_train_state(

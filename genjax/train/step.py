@@ -1,8 +1,17 @@
-"""Pure training steps and their two parallel back ends.
+"""The one update contract and the two parallel back ends that compile it.
 
-``make_update`` turns a family's loss into a pure update function. ``build_train_step``
-compiles it, or any other update with the same contract (such as the two-player GAN
-update of ``genjax.models.gan``), for one of the back ends:
+Every family trains through ``build_train_step(update)``, where ``update`` declares what
+one step does:
+
+* ``LossUpdate``: one gradient step of one optimiser on one loss, plain
+  (``loss(params, batch, keys) -> (loss, metrics)``) or, declared with
+  ``stateful=True``, carrying a non-trained ``model_state`` from step to step;
+* ``MultiPlayerUpdate``: any other pure update, such as a GAN's critic and generator
+  steps (``genjax.models.gan.make_gan_update``), given as a builder that receives the
+  engine's ``mean_over_replicas``.
+
+Both become the pure ``update(state, batch, keys) -> (state, metrics)``, which the back
+ends compile:
 
 * ``"jit"``: one program over a 1D device mesh (axis ``"data"``): the batch is split
   along it with ``NamedSharding`` and the state is replicated; XLA inserts the gradient
@@ -19,8 +28,6 @@ draws the same noise for the same example and the results agree to float32 round
 from __future__ import annotations
 
 import dataclasses
-import functools
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,18 +39,26 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from genjax.train.state import TrainState
+from genjax.types import Batch, MeanOverReplicas, Metrics, UpdateFn
 
-Batch = dict[str, Any]
-Metrics = dict[str, jax.Array]
 LossFn = Callable[..., Any]
-UpdateFn = Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]
+"""A plain loss ``loss(params, batch, keys) -> (loss, metrics)`` or a stateful one
+``loss(params, batch, keys, *, step, model_state) -> (loss, (metrics, model_state))``."""
 UpdateBuilder = Callable[..., UpdateFn]
-"""``builder(axis_name=None | str) -> update``: builds a pure update for a back end. Under
-``pmap`` it is called with the mapped axis name and must average gradients and metrics
-over it (``lax.pmean``); under ``jit`` it is called with ``axis_name=None``."""
+"""``builder(mean_over_replicas=...) -> update``: builds a pure update for a back end. Under
+``pmap`` ``mean_over_replicas`` is ``lax.pmean`` over the device axis and the update must
+average its gradients and metrics with it; under ``jit`` it is the identity."""
 
 BACKENDS = ("jit", "pmap")
 DATA_AXIS = "data"
+
+
+def _identity(tree: Any) -> Any:
+    return tree
+
+
+def _pmean_over_data(tree: Any) -> Any:
+    return jax.lax.pmean(tree, DATA_AXIS)
 
 
 def example_keys(key: jax.Array, step: jax.Array, global_batch: int) -> jax.Array:
@@ -51,47 +66,40 @@ def example_keys(key: jax.Array, step: jax.Array, global_batch: int) -> jax.Arra
     return jax.random.split(jax.random.fold_in(key, step), global_batch)
 
 
-def is_stateful(loss_fn: LossFn) -> bool:
-    """Whether ``loss_fn`` has the stateful form (keyword parameters ``step`` and ``model_state``)."""
-    try:
-        params = inspect.signature(loss_fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "model_state" in params and "step" in params
-
-
 def make_update(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     *,
+    stateful: bool = False,
     ema_decay: float | None = None,
-    axis_name: str | None = None,
+    mean_over_replicas: MeanOverReplicas = _identity,
 ) -> UpdateFn:
-    """Builds the pure update ``update(state, batch, keys) -> (state, metrics)``.
+    """Builds the pure update ``update(state, batch, keys) -> (state, metrics)`` of a loss.
 
-    A loss comes in one of two forms, chosen by the state it is used with:
+    A loss comes in one of two forms, declared by ``stateful``:
 
-    * plain, for a state whose ``model_state`` is None:
+    * plain (``stateful=False``), for a state whose ``model_state`` is None:
       ``loss(params, batch, keys) -> (scalar loss, metrics)``;
-    * stateful, for a state with a ``model_state`` pytree (``{}`` when only the step is
-      needed): ``loss(params, batch, keys, step=step, model_state=model_state) ->
-      (scalar loss, (metrics, new_model_state))``. ``step`` is the number of updates so
-      far (a traced int32), for schedules such as an annealed temperature;
-      ``new_model_state`` is carried to the next step without being differentiated.
-      Under ``pmap`` its floating leaves are averaged over devices, which for a batch
-      mean or a moving average of batch means equals the single-device value; other
-      leaves must be equal on every device (the first device's value is kept).
+    * stateful (``stateful=True``), for a state with a ``model_state`` pytree (``{}``
+      when only the step is needed): ``loss(params, batch, keys, step=step,
+      model_state=model_state) -> (scalar loss, (metrics, new_model_state))``. ``step``
+      is the number of updates so far (a traced int32), for schedules such as an
+      annealed temperature; ``new_model_state`` is carried to the next step without
+      being differentiated. Its floating leaves are averaged over replicas, which for a
+      batch mean or a moving average of batch means equals the single-device value;
+      other leaves must be equal on every replica.
 
     Both are averaged over the examples of ``batch``; ``keys`` holds one PRNG key per
     example.
 
     Args:
-      loss_fn: the loss, in one of the forms above.
+      loss_fn: the loss, in the declared form.
       optimizer: optax transformation.
+      stateful: whether ``loss_fn`` has the stateful form.
       ema_decay: if set, ``ema_params`` is updated as
         ``decay * ema + (1 - decay) * params`` after each step.
-      axis_name: when the update runs under ``pmap``, the mapped axis name; gradients,
-        loss and metrics are averaged over it.
+      mean_over_replicas: averages gradients, loss, metrics and model state over the
+        data-parallel replicas (the engine passes it; the identity on one program).
 
     Returns:
       The update function. Metrics hold ``loss``, each loss term, ``grad_norm`` and
@@ -99,31 +107,27 @@ def make_update(
     """
     if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"ema_decay: expected a float in [0, 1), got {ema_decay}")
-    stateful_loss = is_stateful(loss_fn)
 
     def update(state: TrainState, batch: Batch, keys: jax.Array) -> tuple[TrainState, Metrics]:
         model_state = state.model_state
-        if stateful_loss != (model_state is not None):
+        if stateful != (model_state is not None):
             raise ValueError(
-                f"model_state: the loss is {'stateful' if stateful_loss else 'plain'} but the state's model_state is "
+                f"model_state: the loss is declared {'stateful' if stateful else 'plain'} but the state's model_state is "
                 f"{'None' if model_state is None else 'set'}; build the state with create_train_state(..., model_state="
-                f"{'the loss initial state' if stateful_loss else 'None'})"
+                f"{'the loss initial state' if stateful else 'None'})"
             )
         if model_state is None:
             (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, keys)
         else:
-            def stateful(params: Any) -> tuple[jax.Array, tuple[Metrics, Any]]:
+            def stateful_loss(params: Any) -> tuple[jax.Array, tuple[Metrics, Any]]:
                 return loss_fn(params, batch, keys, step=state.step, model_state=state.model_state)
 
-            (loss, (metrics, model_state)), grads = jax.value_and_grad(stateful, has_aux=True)(state.params)
+            (loss, (metrics, model_state)), grads = jax.value_and_grad(stateful_loss, has_aux=True)(state.params)
             model_state = jax.lax.stop_gradient(model_state)
         metrics = {"loss": loss, **metrics}
-        if axis_name is not None:
-            grads = jax.lax.pmean(grads, axis_name)
-            metrics = jax.lax.pmean(metrics, axis_name)
-            model_state = jax.tree.map(
-                lambda x: jax.lax.pmean(x, axis_name) if jnp.issubdtype(x.dtype, jnp.floating) else x, model_state
-            )
+        grads = mean_over_replicas(grads)
+        metrics = mean_over_replicas(metrics)
+        model_state = jax.tree.map(lambda x: mean_over_replicas(x) if jnp.issubdtype(x.dtype, jnp.floating) else x, model_state)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = state.ema_params
@@ -142,6 +146,61 @@ def make_update(
         return new_state, metrics
 
     return update
+
+
+@dataclasses.dataclass(frozen=True)
+class LossUpdate:
+    """One gradient step of one optimiser on one loss (see ``make_update``).
+
+    Attributes:
+      loss_fn: the loss, plain or (with ``stateful=True``) stateful.
+      optimizer: the optax transformation of the parameters.
+      stateful: whether ``loss_fn`` has the stateful form and the state a ``model_state``.
+      ema_decay: decay of the parameters' moving average, or None for none.
+    """
+
+    loss_fn: LossFn
+    optimizer: optax.GradientTransformation
+    stateful: bool = False
+    ema_decay: float | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.loss_fn):
+            raise ValueError(f"loss_fn: expected a callable loss, got {type(self.loss_fn).__name__}")
+        if not isinstance(self.optimizer, optax.GradientTransformation):
+            raise ValueError(f"optimizer: expected an optax.GradientTransformation, got {type(self.optimizer).__name__}")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay: expected None or a float in [0, 1), got {self.ema_decay}")
+
+    def build(self, mean_over_replicas: MeanOverReplicas) -> UpdateFn:
+        """The pure update for a back end (see ``make_update``)."""
+        return make_update(
+            self.loss_fn, self.optimizer, stateful=self.stateful, ema_decay=self.ema_decay, mean_over_replicas=mean_over_replicas
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiPlayerUpdate:
+    """An update that is not one gradient step on one loss, such as a GAN's.
+
+    Attributes:
+      builder: ``builder(mean_over_replicas=...) -> update``; the update must average its
+        gradients and metrics over replicas with the function it is given.
+    """
+
+    builder: UpdateBuilder
+
+    def __post_init__(self) -> None:
+        if not callable(self.builder):
+            raise ValueError(f"builder: expected a callable update builder, got {type(self.builder).__name__}")
+
+    def build(self, mean_over_replicas: MeanOverReplicas) -> UpdateFn:
+        """The pure update for a back end."""
+        return self.builder(mean_over_replicas=mean_over_replicas)
+
+
+Update = LossUpdate | MultiPlayerUpdate
+"""What one training step does: the argument of ``build_train_step``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,50 +238,36 @@ def check_global_batch(global_batch: int, num_devices: int) -> None:
 
 
 def build_train_step(
-    loss_fn: LossFn | None = None,
-    optimizer: optax.GradientTransformation | None = None,
+    update: Update,
     *,
     parallel: str = "jit",
     devices: Sequence[jax.Device] | None = None,
-    ema_decay: float | None = None,
-    update: UpdateBuilder | None = None,
 ) -> TrainStep:
-    """Compiles the training step for a back end; see the module docstring.
-
-    Give either ``loss_fn`` and ``optimizer`` (the update is ``make_update`` of them) or
-    ``update``, a builder of any pure update with the same contract.
+    """Compiles the training step of ``update`` for a back end; see the module docstring.
 
     Args:
-      loss_fn: the family's loss.
-      optimizer: optax transformation.
+      update: a ``LossUpdate`` or a ``MultiPlayerUpdate``.
       parallel: ``"jit"`` or ``"pmap"``.
       devices: devices to use (default: all of ``jax.devices()``).
-      ema_decay: optional EMA decay of the parameters (with ``loss_fn`` only; a custom
-        update handles its own averages).
-      update: ``update(axis_name=...) -> update_fn`` (see ``UpdateBuilder``).
 
     Returns:
       A ``TrainStep``.
     """
+    if not isinstance(update, (LossUpdate, MultiPlayerUpdate)):
+        raise ValueError(f"update: expected a LossUpdate or a MultiPlayerUpdate, got {type(update).__name__}")
     if parallel not in BACKENDS:
         raise ValueError(f"parallel: expected one of {BACKENDS}, got {parallel!r}")
-    if update is None:
-        if loss_fn is None or optimizer is None:
-            raise ValueError("loss_fn/optimizer: give both, or give update= (a builder of the update function)")
-        update = functools.partial(make_update, loss_fn, optimizer, ema_decay=ema_decay)
-    elif loss_fn is not None or optimizer is not None or ema_decay is not None:
-        raise ValueError("update: give either update= or loss_fn/optimizer/ema_decay, not both")
     devices = tuple(jax.devices() if devices is None else devices)
     if parallel == "jit":
         return _build_jit(update, devices)
     return _build_pmap(update, devices)
 
 
-def _build_jit(builder: UpdateBuilder, devices: tuple[jax.Device, ...]) -> TrainStep:
+def _build_jit(spec: Update, devices: tuple[jax.Device, ...]) -> TrainStep:
     mesh = jax.sharding.Mesh(np.array(devices), (DATA_AXIS,))
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
-    update = builder(axis_name=None)
+    update = spec.build(_identity)
 
     def step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
         global_batch = jax.tree.leaves(batch)[0].shape[0]
@@ -252,9 +297,9 @@ def _build_jit(builder: UpdateBuilder, devices: tuple[jax.Device, ...]) -> Train
     )
 
 
-def _build_pmap(builder: UpdateBuilder, devices: tuple[jax.Device, ...]) -> TrainStep:
+def _build_pmap(spec: Update, devices: tuple[jax.Device, ...]) -> TrainStep:
     n = len(devices)
-    update = builder(axis_name=DATA_AXIS)
+    update = spec.build(_pmean_over_data)
 
     def step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
         local = jax.tree.leaves(batch)[0].shape[0]

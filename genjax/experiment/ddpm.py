@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from collections.abc import Callable
 from typing import Any
@@ -13,13 +14,95 @@ import numpy as np
 
 from genjax import samplers as samplers_lib
 from genjax import viz
-from genjax.data import Batcher
+from genjax.data import Batcher, map_batches
+from genjax.experiment.base import Experiment, check_common, load_split, loss_update
+from genjax.experiment.config import base_config
 from genjax.metrics import bits_per_dim
 from genjax.models import diffusion as diff
 from genjax.nn.unet import UNet
-from genjax.tasks.base import Params, Task, check_common, load_split
+from genjax.types import Params
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class DDPMModel:
+    """The network and process of a DDPM experiment (``Experiment.model``).
+
+    Attributes:
+      unet: the noise-prediction UNet.
+      diffusion: the forward process and loss hyperparameters.
+      apply: ``apply(params, x, t, dropout_key)``, the UNet with dropout on exactly when
+        a key is given (see ``unet_apply``).
+      image_shape: the (height, width, channels) of one image.
+    """
+
+    unet: UNet
+    diffusion: diff.Diffusion
+    apply: diff.ApplyFn
+    image_shape: tuple[int, int, int]
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """``base_config()`` with the fields of the DDPM family at the paper's CIFAR-10 values.
+
+    Ho et al., arXiv 2006.11239 sec. 4 and Appendix B: T = 1000, betas linear from 1e-4
+    to 0.02, eps prediction with the fixed variance beta_tilde and L_simple; the 35.7M
+    UNet (ch 128, multipliers 1,2,2,2, 2 res blocks, attention at 16x16, dropout 0.1);
+    Adam at 2e-4 with 5000 warm-up steps, gradient clipping at 1, EMA 0.9999, batch 128,
+    random flips, 800k steps. ``eval`` adds the sampler for samples and figures and the
+    size of the bits/dim evaluation, whose cost is T network evaluations per image.
+    """
+    c = base_config()
+    c.model = ml_collections.ConfigDict()
+    c.model.family = "ddpm"
+    c.model.ch = 128
+    c.model.ch_mult = (1, 2, 2, 2)
+    c.model.num_res_blocks = 2
+    c.model.attn_resolutions = (16,)
+    c.model.dropout = 0.1
+    c.model.num_groups = 32
+    c.model.dtype = "float32"
+    c.model.schedule = "linear"
+    c.model.num_timesteps = 1000
+    c.model.beta_start = 1e-4
+    c.model.beta_end = 0.02
+    c.model.parameterization = "eps"
+    c.model.variance = "small"
+    c.model.loss = "simple"
+    c.model.vlb_weight = 0.001
+    c.model.clip_x0 = True
+
+    c.data.name = "cifar10"
+    c.data.source = "tfds"
+    c.data.image_shape = (32, 32, 3)
+    c.data.binarize = "none"
+    c.data.random_flip = True
+
+    c.train.num_steps = 800_000
+    c.train.batch_size = 128
+    c.train.learning_rate = 2e-4
+    c.train.warmup_steps = 5000
+    c.train.grad_clip = 1.0
+    c.train.ema_decay = 0.9999
+    c.train.log_every = 100
+    c.train.checkpoint_every = 10_000
+
+    c.eval.batch_size = 100
+    c.eval.num_grid = 64
+    c.eval.sampler = "ddpm"
+    c.eval.sampler_steps = 1000
+    c.eval.eta = 0.0
+    c.eval.bpd_examples = 1000
+    c.eval.bpd_batch = 8
+    c.eval.t_chunk = 100
+    c.eval.progressive_frames = 10
+    c.eval.progressive_rows = 8
+    return c
+
+
+
+
 
 
 def build_unet(config: ml_collections.ConfigDict, channels: int, diffusion: diff.Diffusion) -> UNet:
@@ -176,13 +259,14 @@ def _check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, ...
         raise ValueError(f"eval.bpd_examples: expected a non-negative int, got {ev.bpd_examples}")
 
 
-def build_ddpm_task(config: ml_collections.ConfigDict) -> Task:
+def build(config: ml_collections.ConfigDict) -> Experiment:
     """The DDPM family (``model.family = "ddpm"``); see ``genjax.models.diffusion``.
 
     Training minimises the configured loss on images mapped to [-1, 1]; the cheap
     evaluation is the one-timestep estimate of L_vlb on the eval split, the full one the
     bound from all T terms (``genjax.metrics.bits_per_dim``) on ``eval.bpd_examples``
     images. Samples use ``eval.sampler`` with ``eval.sampler_steps`` steps.
+    ``Experiment.model`` is a ``DDPMModel``.
     """
     image_shape = tuple(config.data.image_shape)
     check_common(config)
@@ -214,16 +298,10 @@ def build_ddpm_task(config: ml_collections.ConfigDict) -> Task:
         images = test_images()
         split = config.eval.split
         bs = config.eval.batch_size
-        mse, vlb = [], []
-        for start in range(0, images.shape[0], bs):
-            chunk = images[start : start + bs]
-            keys = jax.random.split(jax.random.fold_in(key, start), chunk.shape[0])
-            terms = jax.device_get(eval_loss(params, jnp.asarray(chunk), keys))
-            mse.append(np.asarray(terms.mse))
-            vlb.append(np.asarray(terms.vlb))
+        terms = map_batches(lambda x, keys: eval_loss(params, x, keys), images, batch_size=bs, key=key)
         out: dict[str, float] = {
-            f"{split}_mse": float(np.concatenate(mse).mean()),
-            f"{split}_vlb_estimate_bpd": float(np.concatenate(vlb).mean() / np.log(2.0)),
+            f"{split}_mse": float(terms.mse.mean()),
+            f"{split}_vlb_estimate_bpd": float(terms.vlb.mean() / np.log(2.0)),
             "num_examples": int(images.shape[0]),
         }
         if full and config.eval.bpd_examples:
@@ -257,14 +335,17 @@ def build_ddpm_task(config: ml_collections.ConfigDict) -> Task:
         grid = frames.reshape((-1,) + frames.shape[2:])
         return [viz.save_image_grid(workdir / "progressive.png", grid, ncols=len(record))]
 
-    return Task(
+    update = loss_update(config, loss_fn, steps_per_epoch=0)
+    return Experiment(
+        config=config,
+        model=DDPMModel(unet=unet, diffusion=diffusion, apply=apply_fn, image_shape=image_shape),
         # One compiled program: an eager UNet init dispatches (and compiles) every
         # initialiser separately, which is slower on CPU.
-        init_params=jax.jit(lambda key: unet.init(key, jnp.zeros((1,) + image_shape, jnp.float32), jnp.zeros((1,), jnp.float32))),
-        loss_fn=loss_fn,
+        init=jax.jit(lambda key: unet.init(key, jnp.zeros((1,) + image_shape, jnp.float32), jnp.zeros((1,), jnp.float32))),
+        update=update,
+        optimizer=update.optimizer,
         batches=batches,
         evaluate=evaluate,
         sample=sample,
         figures=figures,
-        steps_per_epoch=0,
     )

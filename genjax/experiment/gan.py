@@ -1,8 +1,8 @@
 """The GAN family (``model.family = "gan"``): Goodfellow et al. (arXiv 1406.2661), WGAN
 (arXiv 1701.07875) and WGAN-GP (arXiv 1704.00028) on images or toy 2D data.
 
-Unlike the single-loss families, this task brings its own pair of optimisers and its own
-update (``Task.optimizer`` and ``Task.update``): one step is ``model.n_critic`` critic
+Unlike the single-loss families, this family brings its own pair of optimisers and a
+``MultiPlayerUpdate`` (``Experiment.optimizer`` and ``Experiment.update``): one step is ``model.n_critic`` critic
 updates and one generator update (``genjax.models.gan.make_gan_update``), compiled by
 the same engine for ``jit`` or ``pmap``. Images are scaled to [-1, 1] for training and
 returned in [0, 1] by ``sample``; toy data (``data.source = "toy"``) is drawn fresh for
@@ -11,6 +11,7 @@ every step from ``genjax.data.toy2d``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 from collections.abc import Callable
@@ -23,20 +24,91 @@ import ml_collections
 import numpy as np
 
 from genjax import viz
-from genjax.data import Batcher
+from genjax.data import Batcher, map_batches
 from genjax.data.toy2d import TOY_2D, sample_toy2d, toy2d_mode_std, toy2d_modes
+from genjax.experiment.base import Experiment, check_common, load_split
+from genjax.experiment.config import base_config
+from genjax.keys import TOY_DATA, stream
 from genjax.metrics.parzen import parzen_log_likelihood
 from genjax.metrics.toy2d import mode_metrics, sliced_wasserstein
 from genjax.models import gan as gan_lib
 from genjax.nn import gan_nets
-from genjax.tasks.base import Params, Task, check_common, load_split
 from genjax.train.optim import make_optimizer
+from genjax.train.step import MultiPlayerUpdate
+from genjax.types import Params
 
 ARCHITECTURES = ("mlp", "dcgan", "resnet")
 TOY_MIXTURES = ("eight_gaussians", "twentyfive_gaussians")
-TOY_DATA_SALT = 0x70D2
-"""Toy data for step ``s`` is drawn with ``fold_in(fold_in(key(seed), TOY_DATA_SALT), s)``,
-a stream apart from the CLI's initialisation, training and evaluation keys."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GANModel:
+    """The networks and game of a GAN experiment (``Experiment.model``).
+
+    Attributes:
+      generator: ``generator.apply(params["generator"], z) -> x``.
+      critic: ``critic.apply(params["critic"], x) -> scores``.
+      objective: the game and its hyperparameters.
+      latent_dim: dimension of the normal latent ``z``.
+    """
+
+    generator: nn.Module
+    critic: nn.Module
+    objective: gan_lib.GANObjective
+    latent_dim: int
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """``base_config()`` with the fields of the GAN family at WGAN-GP's defaults.
+
+    Gulrajani et al., arXiv 1704.00028: Algorithm 1's lambda = 10, n_critic = 5 and Adam
+    at 1e-4 with beta1 = 0 and beta2 = 0.9 for both players; section 4's layer norm in
+    place of batch norm in the critic; a 128-dimensional normal latent and the
+    DCGAN-style networks with 64 base channels, batch 50, on MNIST scaled to [-1, 1]
+    (the sizes of the paper's MNIST code, whose WGAN-GP mode uses beta1 = 0.5 and no
+    critic normalisation instead). Switching ``model.objective`` to the GAN of Goodfellow
+    et al. (``"minimax"`` or ``"non_saturating"``) or to WGAN's weight clipping
+    (``"wgan_clip"``) keeps these optimiser settings and n_critic: set them too, as the
+    experiment presets do. ``eval`` adds the Parzen-window estimate (its number of
+    generated samples, the sigma grid, empty for the default, and the validation split
+    that picks sigma) and, for toy data, the number of samples of its metrics.
+    """
+    c = base_config()
+    c.model = ml_collections.ConfigDict()
+    c.model.family = "gan"
+    c.model.objective = "wgan_gp"
+    c.model.n_critic = 5
+    c.model.gp_weight = 10.0
+    c.model.clip_value = 0.01
+    c.model.latent_dim = 128
+    c.model.architecture = "dcgan"
+    c.model.features = 64
+    c.model.norm = "layer"
+    c.model.generator_norm = "none"
+    c.model.hidden = (512, 512, 512)
+    c.model.critic_hidden = ()
+    c.model.activation = "relu"
+    c.model.critic_activation = "relu"
+    c.model.maxout_pieces = 0
+
+    c.data.binarize = "none"
+
+    c.train.batch_size = 50
+    c.train.learning_rate = 1e-4
+    c.train.critic_learning_rate = 0.0
+    c.train.b1 = 0.0
+    c.train.b2 = 0.9
+    c.train.num_steps = 200_000
+
+    c.eval.num_examples = 0
+    c.eval.valid_split = "valid"
+    c.eval.parzen_samples = 10_000
+    c.eval.parzen_sigmas = ()
+    c.eval.toy_samples = 10_000
+    c.eval.num_grid = 100
+    return c
+
+
 
 
 def build_networks(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
@@ -120,8 +192,8 @@ def critic_surface(critic_fn: Callable[[jax.Array], jax.Array], lim: float, num:
     return xx, yy, values
 
 
-def build_gan_task(config: ml_collections.ConfigDict) -> Task:
-    """The GAN family; see the module docstring."""
+def build(config: ml_collections.ConfigDict) -> Experiment:
+    """The GAN family; see the module docstring. ``Experiment.model`` is a ``GANModel``."""
     data_shape = _check_config(config)
     objective = build_objective(config)
     generator, critic = build_networks(config, data_shape)
@@ -132,7 +204,7 @@ def build_gan_task(config: ml_collections.ConfigDict) -> Task:
     toy = config.data.source == "toy"
     ev = config.eval
     cache: dict[str, Any] = {}
-    data_key = jax.random.fold_in(jax.random.key(config.seed), TOY_DATA_SALT)
+    data_key = stream(config.seed, TOY_DATA)
 
     def split_images(split: str) -> np.ndarray:
         if split not in cache:
@@ -160,15 +232,10 @@ def build_gan_task(config: ml_collections.ConfigDict) -> Task:
     c_apply = jax.jit(lambda p, x: gan_lib.critic_scores(critic.apply, p, x))
 
     def generate(params: Params, key: jax.Array, num: int) -> np.ndarray:
-        chunks = []
-        for start in range(0, num, ev.batch_size):
-            n = min(ev.batch_size, num - start)
-            z = gan_lib.latent_noise(jax.random.split(jax.random.fold_in(key, start), n), latent_dim)
-            chunks.append(np.asarray(g_apply(params["generator"], z)))
-        return np.concatenate(chunks)
+        return map_batches(lambda keys: g_apply(params["generator"], gan_lib.latent_noise(keys, latent_dim)), batch_size=ev.batch_size, key=key, num=num)
 
     def scores(params: Params, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.asarray(c_apply(params["critic"], jnp.asarray(x[i : i + ev.batch_size]))) for i in range(0, x.shape[0], ev.batch_size)])
+        return map_batches(lambda chunk: c_apply(params["critic"], chunk), x, batch_size=ev.batch_size)
 
     def held_out(params: Params, key: jax.Array, real: np.ndarray) -> dict[str, float]:
         fake = generate(params, key, real.shape[0])
@@ -246,14 +313,14 @@ def build_gan_task(config: ml_collections.ConfigDict) -> Task:
         generator_optimizer=optimizers["generator"],
         critic_optimizer=optimizers["critic"],
     )
-    return Task(
-        init_params=jax.jit(init_params),
-        loss_fn=None,
+    return Experiment(
+        config=config,
+        model=GANModel(generator=generator, critic=critic, objective=objective, latent_dim=latent_dim),
+        init=jax.jit(init_params),
+        update=MultiPlayerUpdate(update),
+        optimizer=optimizers,
         batches=batches,
         evaluate=evaluate,
         sample=sample,
         figures=figures,
-        steps_per_epoch=0,
-        optimizer=optimizers,
-        update=update,
     )

@@ -1,4 +1,8 @@
-"""Loading ml_collections config files and applying ``--config.a.b=value`` overrides."""
+"""Config files: loading ``path[:argument]``, ``--config.a.b=value`` overrides, the shared fields.
+
+Each family's own fields and defaults live in its module (``default_config()`` in
+``genjax.experiment.vae``, ``.discrete``, ``.gan``, ``.ddpm``, ``.sohl_dickstein``).
+"""
 
 from __future__ import annotations
 
@@ -178,114 +182,5 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.split = "test"
     c.eval.num_examples = 0
     c.eval.batch_size = 100
-    c.eval.num_grid = 100
-    return c
-
-
-def ddpm_config() -> ml_collections.ConfigDict:
-    """``base_config()`` with the fields of the DDPM family at the paper's CIFAR-10 values.
-
-    Ho et al., arXiv 2006.11239 sec. 4 and Appendix B: T = 1000, betas linear from 1e-4
-    to 0.02, eps prediction with the fixed variance beta_tilde and L_simple; the 35.7M
-    UNet (ch 128, multipliers 1,2,2,2, 2 res blocks, attention at 16x16, dropout 0.1);
-    Adam at 2e-4 with 5000 warm-up steps, gradient clipping at 1, EMA 0.9999, batch 128,
-    random flips, 800k steps. ``eval`` adds the sampler for samples and figures and the
-    size of the bits/dim evaluation, whose cost is T network evaluations per image.
-    """
-    c = base_config()
-    c.model = ml_collections.ConfigDict()
-    c.model.family = "ddpm"
-    c.model.ch = 128
-    c.model.ch_mult = (1, 2, 2, 2)
-    c.model.num_res_blocks = 2
-    c.model.attn_resolutions = (16,)
-    c.model.dropout = 0.1
-    c.model.num_groups = 32
-    c.model.dtype = "float32"
-    c.model.schedule = "linear"
-    c.model.num_timesteps = 1000
-    c.model.beta_start = 1e-4
-    c.model.beta_end = 0.02
-    c.model.parameterization = "eps"
-    c.model.variance = "small"
-    c.model.loss = "simple"
-    c.model.vlb_weight = 0.001
-    c.model.clip_x0 = True
-
-    c.data.name = "cifar10"
-    c.data.source = "tfds"
-    c.data.image_shape = (32, 32, 3)
-    c.data.binarize = "none"
-    c.data.random_flip = True
-
-    c.train.num_steps = 800_000
-    c.train.batch_size = 128
-    c.train.learning_rate = 2e-4
-    c.train.warmup_steps = 5000
-    c.train.grad_clip = 1.0
-    c.train.ema_decay = 0.9999
-    c.train.log_every = 100
-    c.train.checkpoint_every = 10_000
-
-    c.eval.batch_size = 100
-    c.eval.num_grid = 64
-    c.eval.sampler = "ddpm"
-    c.eval.sampler_steps = 1000
-    c.eval.eta = 0.0
-    c.eval.bpd_examples = 1000
-    c.eval.bpd_batch = 8
-    c.eval.t_chunk = 100
-    c.eval.progressive_frames = 10
-    c.eval.progressive_rows = 8
-    return c
-
-
-def gan_config() -> ml_collections.ConfigDict:
-    """``base_config()`` with the fields of the GAN family at WGAN-GP's defaults.
-
-    Gulrajani et al., arXiv 1704.00028: Algorithm 1's lambda = 10, n_critic = 5 and Adam
-    at 1e-4 with beta1 = 0 and beta2 = 0.9 for both players; section 4's layer norm in
-    place of batch norm in the critic; a 128-dimensional normal latent and the
-    DCGAN-style networks with 64 base channels, batch 50, on MNIST scaled to [-1, 1]
-    (the sizes of the paper's MNIST code, whose WGAN-GP mode uses beta1 = 0.5 and no
-    critic normalisation instead). Switching ``model.objective`` to the GAN of Goodfellow
-    et al. (``"minimax"`` or ``"non_saturating"``) or to WGAN's weight clipping
-    (``"wgan_clip"``) keeps these optimiser settings and n_critic: set them too, as the
-    experiment presets do. ``eval`` adds the Parzen-window estimate (its number of
-    generated samples, the sigma grid, empty for the default, and the validation split
-    that picks sigma) and, for toy data, the number of samples of its metrics.
-    """
-    c = base_config()
-    c.model = ml_collections.ConfigDict()
-    c.model.family = "gan"
-    c.model.objective = "wgan_gp"
-    c.model.n_critic = 5
-    c.model.gp_weight = 10.0
-    c.model.clip_value = 0.01
-    c.model.latent_dim = 128
-    c.model.architecture = "dcgan"
-    c.model.features = 64
-    c.model.norm = "layer"
-    c.model.generator_norm = "none"
-    c.model.hidden = (512, 512, 512)
-    c.model.critic_hidden = ()
-    c.model.activation = "relu"
-    c.model.critic_activation = "relu"
-    c.model.maxout_pieces = 0
-
-    c.data.binarize = "none"
-
-    c.train.batch_size = 50
-    c.train.learning_rate = 1e-4
-    c.train.critic_learning_rate = 0.0
-    c.train.b1 = 0.0
-    c.train.b2 = 0.9
-    c.train.num_steps = 200_000
-
-    c.eval.num_examples = 0
-    c.eval.valid_split = "valid"
-    c.eval.parzen_samples = 10_000
-    c.eval.parzen_sigmas = ()
-    c.eval.toy_samples = 10_000
     c.eval.num_grid = 100
     return c

@@ -11,23 +11,52 @@ import numpy as np
 
 from genjax import viz
 from genjax.data import Batcher
+from genjax.experiment.base import Experiment, batched_mean, binarizer, check_common, eval_images, image_shape, load_split, loss_update
+from genjax.experiment.config import base_config
 from genjax.models import vae as vae_lib
-from genjax.tasks.base import Params, Task, batched_mean, binarizer, check_common, eval_images, load_split
+from genjax.types import Params
 
 
-def build_vae_task(config: ml_collections.ConfigDict) -> Task:
-    """The VAE family (``model.family = "vae"``); see ``genjax.models.vae``."""
+def default_config() -> ml_collections.ConfigDict:
+    """``base_config()`` with the VAE family's fields at Kingma & Welling's MNIST setup.
+
+    ``model``: an MLP encoder and decoder (``hidden`` units, ``activation``) around a
+    ``latent_dim``-dimensional Gaussian latent with a Bernoulli likelihood (Appendix C),
+    ``num_samples`` samples of the ELBO per example, or the IWAE bound of Burda et al.
+    (arXiv 1509.00519) with ``iwae_samples > 0``. ``eval``: the importance-sampled
+    log-likelihood with ``is_samples`` samples in chunks of ``is_chunk`` (0: skipped).
+    """
+    c = base_config()
+    c.model = ml_collections.ConfigDict()
+    c.model.family = "vae"
+    c.model.architecture = "mlp"
+    c.model.latent_dim = 50
+    c.model.hidden = (200, 200)
+    c.model.likelihood = "bernoulli"
+    c.model.activation = "tanh"
+    c.model.num_samples = 1
+    c.model.iwae_samples = 0
+    c.train.num_steps = 6000
+    c.train.checkpoint_every = 2000
+    c.eval.is_samples = 500
+    c.eval.is_chunk = 500
+    return c
+
+
+def build(config: ml_collections.ConfigDict) -> Experiment:
+    """The VAE family (``model.family = "vae"``); see ``genjax.models.vae``.
+
+    ``Experiment.model`` is the ``genjax.models.vae.VAE`` module.
+    """
     m = config.model
-    image_shape = tuple(config.data.image_shape)
-    if len(image_shape) != 3 or min(image_shape) <= 0:
-        raise ValueError(f"data.image_shape: expected (height, width, channels) of positive ints, got {image_shape}")
+    shape = image_shape(config)
     check_common(config)
     ev = config.eval
     if ev.is_samples < 0 or (ev.is_samples and (ev.is_chunk <= 0 or ev.is_samples % ev.is_chunk)):
         raise ValueError(f"eval.is_samples: expected 0 or a positive multiple of eval.is_chunk={ev.is_chunk}, got {ev.is_samples}")
     model = vae_lib.VAE(
         latent_dim=m.latent_dim,
-        data_shape=image_shape,
+        data_shape=shape,
         hidden=tuple(m.hidden),
         architecture=m.architecture,
         likelihood=m.likelihood,
@@ -74,12 +103,16 @@ def build_vae_task(config: ml_collections.ConfigDict) -> Task:
             paths.append(viz.save_image_grid(workdir / "manifold.png", manifold, ncols=20))
         return paths
 
-    return Task(
-        init_params=lambda key: model.init(key, jnp.zeros((1,) + image_shape, jnp.float32)),
-        loss_fn=vae_lib.make_loss(model, num_samples=m.num_samples, iwae_samples=m.iwae_samples),
+    loss = vae_lib.make_loss(model, num_samples=m.num_samples, iwae_samples=m.iwae_samples)
+    update = loss_update(config, loss, steps_per_epoch=batcher.steps_per_epoch)
+    return Experiment(
+        config=config,
+        model=model,
+        init=lambda key: model.init(key, jnp.zeros((1,) + shape, jnp.float32)),
+        update=update,
+        optimizer=update.optimizer,
         batches=batcher.batch,
         evaluate=evaluate,
         sample=sample,
         figures=figures,
-        steps_per_epoch=batcher.steps_per_epoch,
     )

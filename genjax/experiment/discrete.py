@@ -21,8 +21,69 @@ import numpy as np
 
 from genjax import viz
 from genjax.data import Batcher
+from genjax.experiment.base import Experiment, batched_mean, binarizer, check_common, eval_images, image_shape, load_split, loss_update
+from genjax.experiment.config import base_config
 from genjax.models import gumbel
-from genjax.tasks.base import Params, Task, batched_mean, binarizer, check_common, eval_images, load_split
+from genjax.types import Params
+
+
+def _estimator_fields(c: ml_collections.ConfigDict) -> None:
+    """The estimator and its temperature schedule (Jang et al. sec. 4: tau annealed from
+    1 as ``max(tau_min, tau0 exp(-anneal_rate * step))`` every ``anneal_every`` steps)."""
+    c.model.estimator = "gumbel_softmax"
+    c.model.tau0 = 1.0
+    c.model.tau_min = 0.5
+    c.model.anneal_rate = 1e-4
+    c.model.anneal_every = 1000
+    c.model.baseline_decay = 0.9
+
+
+def _schedule_fields(c: ml_collections.ConfigDict) -> None:
+    c.train.num_steps = 20_000
+    c.train.checkpoint_every = 5000
+    c.train.keep_checkpoints = 2
+    c.train.eval_every = 5000
+
+
+def discrete_vae_config() -> ml_collections.ConfigDict:
+    """``base_config()`` with the fields of the discrete VAE (section 4.2) at its defaults:
+    20 categorical variables of 10 classes, an MLP of (512, 256) ReLU units, the
+    Gumbel-softmax estimator; ``eval.num_samples`` samples for the full test bound and
+    ``eval.quick_samples`` during training."""
+    c = base_config()
+    c.model = ml_collections.ConfigDict()
+    c.model.family = "discrete_vae"
+    c.model.latent = "categorical"
+    c.model.num_vars = 20
+    c.model.num_classes = 10
+    c.model.hidden = (512, 256)
+    c.model.activation = "relu"
+    _estimator_fields(c)
+    _schedule_fields(c)
+    c.eval.batch_size = 500
+    c.eval.num_samples = 10
+    c.eval.quick_samples = 1
+    return c
+
+
+def sbn_config() -> ml_collections.ConfigDict:
+    """``base_config()`` with the fields of the structured-output SBN (section 4.1) at its
+    defaults: 2 layers of 200 Bernoulli variables, one training sample, the Gumbel-softmax
+    estimator; the test bound with ``eval.num_samples`` samples in chunks of ``eval.chunk``."""
+    c = base_config()
+    c.model = ml_collections.ConfigDict()
+    c.model.family = "sbn"
+    c.model.latent = "bernoulli"
+    c.model.num_vars = 200
+    c.model.num_classes = 10
+    c.model.num_layers = 2
+    c.model.train_samples = 1
+    _estimator_fields(c)
+    _schedule_fields(c)
+    c.eval.num_samples = 1000
+    c.eval.quick_samples = 10
+    c.eval.chunk = 100
+    return c
 
 
 def estimator_config(m: ml_collections.ConfigDict) -> gumbel.EstimatorConfig:
@@ -55,13 +116,6 @@ def _check_eval(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"eval.num_samples, eval.quick_samples: expected positive ints, got {ev.num_samples}, {ev.quick_samples}")
 
 
-def _image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
-    shape = tuple(config.data.image_shape)
-    if len(shape) != 3 or min(shape) <= 0:
-        raise ValueError(f"data.image_shape: expected (height, width, channels) of positive ints, got {shape}")
-    return shape  # type: ignore[return-value]
-
-
 class _TestImages:
     """The evaluation split, loaded (and binarised with a fixed seed) on first use."""
 
@@ -75,11 +129,14 @@ class _TestImages:
         return self._images
 
 
-def build_discrete_vae_task(config: ml_collections.ConfigDict) -> Task:
-    """The categorical / Bernoulli VAE of section 4.2 trained with ``model.estimator``."""
+def build_discrete_vae(config: ml_collections.ConfigDict) -> Experiment:
+    """The categorical / Bernoulli VAE of section 4.2 trained with ``model.estimator``.
+
+    ``Experiment.model`` is the ``genjax.models.gumbel.DiscreteVAE`` module.
+    """
     _check_eval(config)
     m = config.model
-    shape = _image_shape(config)
+    shape = image_shape(config)
     model = gumbel.DiscreteVAE(latent=_latent(m), data_dim=int(np.prod(shape)), hidden=tuple(m.hidden), activation=m.activation)
     est_config = estimator_config(m)
     train_images = load_split(config, config.data.train_split).images
@@ -107,23 +164,29 @@ def build_discrete_vae_task(config: ml_collections.ConfigDict) -> Task:
         pairs = np.stack([images, recon], axis=1).reshape((-1,) + shape)
         return [viz.save_image_grid(workdir / "reconstructions.png", pairs, ncols=16)]
 
-    return Task(
-        init_params=lambda key: model.init(key, jnp.zeros((model.data_dim,), jnp.float32)),
-        loss_fn=gumbel.make_vae_loss(model, est_config),
+    update = loss_update(config, gumbel.make_vae_loss(model, est_config), steps_per_epoch=batcher.steps_per_epoch, stateful=True)
+    return Experiment(
+        config=config,
+        model=model,
+        init=lambda key: model.init(key, jnp.zeros((model.data_dim,), jnp.float32)),
+        update=update,
+        optimizer=update.optimizer,
         batches=batcher.batch,
         evaluate=evaluate,
         sample=sample,
         figures=figures,
-        steps_per_epoch=batcher.steps_per_epoch,
         init_model_state=gumbel.init_model_state(est_config),
     )
 
 
-def build_sbn_task(config: ml_collections.ConfigDict) -> Task:
-    """The structured-output SBN of section 4.1 trained with ``model.estimator``."""
+def build_sbn(config: ml_collections.ConfigDict) -> Experiment:
+    """The structured-output SBN of section 4.1 trained with ``model.estimator``.
+
+    ``Experiment.model`` is the ``genjax.models.gumbel.SBN`` module.
+    """
     _check_eval(config)
     m = config.model
-    h, w, c = _image_shape(config)
+    h, w, c = image_shape(config)
     if c != 1 or h % 2:
         raise ValueError(f"data.image_shape: expected one channel and an even height, got {(h, w, c)}")
     half = h * w // 2
@@ -169,13 +232,17 @@ def build_sbn_task(config: ml_collections.ConfigDict) -> Task:
         rows = [images] + [complete(params, jax.random.fold_in(key, i), images) for i in range(3)]
         return [viz.save_image_grid(workdir / "completions.png", np.concatenate(rows), ncols=16)]
 
-    return Task(
-        init_params=lambda key: model.init(key, jnp.zeros((half,), jnp.float32)),
-        loss_fn=gumbel.make_sbn_loss(model, est_config, m.train_samples),
+    loss = gumbel.make_sbn_loss(model, est_config, m.train_samples)
+    update = loss_update(config, loss, steps_per_epoch=batcher.steps_per_epoch, stateful=True)
+    return Experiment(
+        config=config,
+        model=model,
+        init=lambda key: model.init(key, jnp.zeros((half,), jnp.float32)),
+        update=update,
+        optimizer=update.optimizer,
         batches=batcher.batch,
         evaluate=evaluate,
         sample=sample,
         figures=figures,
-        steps_per_epoch=batcher.steps_per_epoch,
         init_model_state=gumbel.init_model_state(est_config),
     )

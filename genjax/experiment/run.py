@@ -1,0 +1,325 @@
+"""Config to run: ``train``, ``evaluate``, ``sample``, ``load_run`` and ``info``.
+
+These are the library functions behind the ``genjax`` command; scripts call them
+directly. A run lives in a workdir holding ``config.json`` (the resolved config),
+``checkpoints/``, ``metrics.jsonl``, ``samples.png``, the family's figures and
+``eval.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from genjax import keys, viz
+from genjax.experiment.base import Experiment
+from genjax.experiment.config import apply_overrides, load_config_file
+from genjax.experiment.families import build
+from genjax.train import Checkpointer, MetricsWriter, TrainState, build_train_step, num_params
+from genjax.train import train as train_loop
+
+log = logging.getLogger("genjax")
+
+RESUMABLE_FIELDS = (
+    "train.num_steps",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.eval_every",
+    "train.keep_checkpoints",
+    "eval.",
+    "num_devices",
+    "parallel",
+    "data.data_dir",
+)
+"""Fields that may change when a run is resumed: they do not alter the updates (the
+parallel back end and device count change them only by float32 round-off)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A trained (or interrupted) run loaded from its workdir.
+
+    Attributes:
+      config: the run's resolved config.
+      experiment: the experiment built from it.
+      state: the latest checkpointed training state, host-side.
+      workdir: the run's folder.
+    """
+
+    config: ml_collections.ConfigDict
+    experiment: Experiment
+    state: TrainState
+    workdir: pathlib.Path
+
+    @property
+    def params(self) -> Any:
+        """The parameters to evaluate and sample with: the EMA copy when there is one."""
+        return eval_params(self.state)
+
+
+def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """Loads a config file ``path[:argument]`` and applies ``a.b=value`` overrides.
+
+    Raises:
+      FileNotFoundError: no file at ``path``.
+      ConfigError: the file fails to load or an override is unknown or mistyped.
+    """
+    return apply_overrides(load_config_file(spec), overrides)
+
+
+def devices(config: ml_collections.ConfigDict) -> list[jax.Device]:
+    """The devices a run uses: the first ``config.num_devices`` (0: all)."""
+    available = jax.devices()
+    n = config.get("num_devices", 0)
+    if n < 0 or n > len(available):
+        raise ValueError(f"num_devices: expected 0 (all) to {len(available)}, got {n}")
+    return available[:n] if n else available
+
+
+def eval_params(state: TrainState) -> Any:
+    """The parameters to evaluate: ``ema_params`` when the run keeps them, else ``params``."""
+    return state.ema_params if state.ema_params is not None else state.params
+
+
+def _check_train_config(config: ml_collections.ConfigDict) -> None:
+    t = config.train
+    if isinstance(t.batch_size, bool) or t.batch_size <= 0:
+        raise ValueError(f"train.batch_size: expected a positive int, got {t.batch_size}")
+
+
+def write_json(path: pathlib.Path, obj: Any) -> None:
+    """Writes ``obj`` as sorted, indented JSON, atomically (a temporary file then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def resolved(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as the JSON record stored in ``config.json`` and with every checkpoint."""
+    return json.loads(config.to_json_best_effort())
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def check_resume_config(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuses to resume a run whose config changed in a field that alters the updates.
+
+    Raises:
+      ValueError: naming each changed field with its saved and current values.
+    """
+    old, new = _flatten(saved), _flatten(current)
+    changed = [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_FIELDS)
+    ]
+    if changed:
+        raise ValueError(
+            "--workdir: its checkpoints were trained with a different config ("
+            + "; ".join(changed)
+            + "); use a new --workdir, or restore those values to resume"
+        )
+
+
+def final_outputs(experiment: Experiment, state: TrainState, workdir: pathlib.Path) -> dict[str, Any]:
+    """Writes ``samples.png``, the family's figures and ``eval.json`` for ``state``.
+
+    Returns:
+      The metrics written to ``eval.json``: the full evaluation, the step and its wall time.
+    """
+    key = keys.stream(experiment.config.seed, keys.FINAL_EVAL)
+    params = eval_params(state)
+    viz.save_samples(workdir / "samples.png", experiment.sample(params, jax.random.fold_in(key, 1), experiment.config.eval.num_grid))
+    experiment.figures(params, jax.random.fold_in(key, 2), workdir)
+    tic = time.perf_counter()
+    metrics = experiment.evaluate(params, jax.random.fold_in(key, 3), True)
+    result = {"step": int(state.step), "eval_wall_time_s": time.perf_counter() - tic, **metrics}
+    write_json(workdir / "eval.json", result)
+    return result
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+    """Trains from scratch, or resumes from the latest checkpoint in ``workdir``, then evaluates.
+
+    A resumed run performs exactly the updates an uninterrupted one would; its config may
+    differ only in ``RESUMABLE_FIELDS``.
+
+    Args:
+      config: a resolved config (see ``load_config``).
+      workdir: the run's folder; created if missing.
+
+    Returns:
+      The final metrics (also written to ``eval.json``), with ``train_wall_time_s``.
+    """
+    workdir = pathlib.Path(workdir)
+    _check_train_config(config)
+    experiment = build(config)
+    run_keys = keys.run_keys(config.seed)
+    state = experiment.init_state(run_keys.init)
+    t = config.train
+    step = build_train_step(experiment.update, parallel=config.parallel, devices=devices(config))
+    workdir.mkdir(parents=True, exist_ok=True)
+    record = resolved(config)
+    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints)
+    if checkpointer.all_steps():
+        check_resume_config(checkpointer.read_metadata(checkpointer.all_steps()[-1]).get("config", {}), record)
+    write_json(workdir / "config.json", record)
+    eval_key = keys.stream(config.seed, keys.EVAL_DURING_TRAINING)
+    result = train_loop(
+        train_step=step,
+        state=state,
+        batches=experiment.batches,
+        key=run_keys.train,
+        num_steps=t.num_steps,
+        log_every=t.log_every,
+        checkpoint_every=t.checkpoint_every,
+        checkpointer=checkpointer,
+        metrics=MetricsWriter(workdir / "metrics.jsonl"),
+        metadata={"config": record},
+        evaluate=lambda s: experiment.evaluate(eval_params(s), eval_key, False),
+        eval_every=t.eval_every,
+    )
+    log.info(
+        "trained steps %d..%d in %.1fs; last loss %.4f",
+        result.start_step,
+        int(result.state.step),
+        result.wall_time_s,
+        result.last_metrics.get("loss", float("nan")),
+    )
+    metrics = final_outputs(experiment, result.state, workdir)
+    metrics["train_wall_time_s"] = result.wall_time_s
+    write_json(workdir / "eval.json", metrics)
+    return metrics
+
+
+def run_config(workdir: str | pathlib.Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """The resolved config a run stored in ``workdir/config.json``, with ``a.b=value`` overrides.
+
+    Raises:
+      FileNotFoundError: ``workdir`` holds no ``config.json``.
+    """
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--workdir: no config.json in '{workdir}'; is it a 'genjax train' workdir?")
+    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    config.lock()
+    return apply_overrides(config, overrides)
+
+
+def load_run(workdir: str | pathlib.Path, config: ml_collections.ConfigDict | None = None) -> Run:
+    """Loads a finished or interrupted run: its config, experiment and latest state.
+
+    Args:
+      workdir: a ``genjax train`` workdir.
+      config: the config to build the experiment from; default the run's own
+        ``config.json`` (pass one to change evaluation or sampling fields).
+
+    Raises:
+      FileNotFoundError: no ``config.json`` or no checkpoint in ``workdir``.
+    """
+    workdir = pathlib.Path(workdir)
+    if config is None:
+        config = run_config(workdir)
+    experiment = build(config)
+    template = experiment.init_state(keys.run_keys(config.seed).init)
+    ckpt_dir = workdir / "checkpoints"
+    restored = Checkpointer(ckpt_dir).restore_latest(template) if ckpt_dir.exists() else None
+    if restored is None:
+        raise FileNotFoundError(f"--workdir: no checkpoint under '{ckpt_dir}'; run 'genjax train' with this workdir first")
+    return Run(config=config, experiment=experiment, state=restored[0], workdir=workdir)
+
+
+def evaluate(workdir: str | pathlib.Path, config: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
+    """Evaluates the latest checkpoint of a run; writes ``samples.png``, figures and ``eval.json``.
+
+    Args:
+      workdir: a ``genjax train`` workdir.
+      config: default the run's own config (see ``load_run``).
+
+    Returns:
+      The metrics written to ``eval.json``.
+    """
+    run = load_run(workdir, config)
+    return final_outputs(run.experiment, run.state, run.workdir)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleResult:
+    """What ``sample`` wrote.
+
+    Attributes:
+      num: number of samples.
+      npz: the ``.npz`` file holding ``images``.
+      png: the grid of the samples.
+      step: the checkpoint's step.
+    """
+
+    num: int
+    npz: pathlib.Path
+    png: pathlib.Path
+    step: int
+
+
+def sample(
+    workdir: str | pathlib.Path,
+    num: int,
+    *,
+    out: str | pathlib.Path | None = None,
+    config: ml_collections.ConfigDict | None = None,
+) -> SampleResult:
+    """Draws ``num`` samples from the latest checkpoint of a run.
+
+    The samples use the run's sample stream (``genjax.keys.SAMPLES``), so the same run,
+    ``num`` and sampler give the same samples. The run's own ``samples.png`` is never
+    overwritten.
+
+    Args:
+      workdir: a ``genjax train`` workdir.
+      num: number of samples (positive).
+      out: the ``.npz`` to write (its grid goes beside it as ``.png``); default
+        ``workdir/samples/step<step>_n<num>.npz``.
+      config: default the run's own config; override ``eval.sampler`` and friends to
+        choose a diffusion sampler.
+
+    Raises:
+      ValueError: ``num`` is not a positive int, or ``out`` does not end in ``.npz``.
+    """
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num <= 0:
+        raise ValueError(f"--num: expected a positive int, got {num!r}")
+    if out is not None and pathlib.Path(out).suffix != ".npz":
+        raise ValueError(f"--out: expected a path ending in .npz, got '{out}'")
+    run = load_run(workdir, config)
+    step = int(run.state.step)
+    images = run.experiment.sample(run.params, keys.stream(run.config.seed, keys.SAMPLES), num)
+    npz = pathlib.Path(out) if out is not None else run.workdir / "samples" / f"step{step}_n{num}.npz"
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(npz, images=images)
+    png = npz.with_suffix(".png")
+    viz.save_samples(png, images)
+    return SampleResult(num=num, npz=npz, png=png, step=step)
+
+
+def info(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The parameter count of a config's model (without initialising it) and the config."""
+    experiment = build(config)
+    shapes = jax.eval_shape(experiment.init, keys.run_keys(config.seed).init)
+    return {"num_params": num_params(shapes), "config": resolved(config)}

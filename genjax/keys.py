@@ -1,0 +1,90 @@
+"""The one PRNG-key convention of a run: every random stream derives from ``config.seed``.
+
+``jax.random.key(seed)`` is split once into the initialisation key and the training key
+(``run_keys``); every other purpose gets its own stream ``fold_in(key(seed), SALT)``
+(``stream``) with a named salt below, so that streams never overlap and adding one never
+shifts another. Training draws per-step keys as ``fold_in(train_key, step)`` inside the
+compiled step (``genjax.train.example_keys``). The salts' values are part of the results
+already published: changing one changes a reported number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+EVAL_DURING_TRAINING = 0xE7A0
+"""The periodic evaluation while training (``train.eval_every``)."""
+FINAL_EVAL = 0xE7A1
+"""The evaluation, sample grid and figures written at the end of training and by ``genjax eval``."""
+SAMPLES = 0x5A3
+"""``genjax sample`` and the reports' sample grids."""
+TOY_DATA = 0x70D2
+"""Toy 2D training data, drawn fresh for each step as ``fold_in(stream(seed, TOY_DATA), step)``."""
+CLASSIFIER_DISTANCE = 0xFD
+"""Samples scored by a classifier Frechet distance in the reports."""
+EVAL_BINARIZATION = 0xE7A1
+"""The numpy seed ``[seed, EVAL_BINARIZATION]`` that binarises the evaluation split once."""
+
+SALTS = {
+    "eval_during_training": EVAL_DURING_TRAINING,
+    "final_eval": FINAL_EVAL,
+    "samples": SAMPLES,
+    "toy_data": TOY_DATA,
+    "classifier_distance": CLASSIFIER_DISTANCE,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunKeys:
+    """The two keys split from a run's seed.
+
+    Attributes:
+      init: initialises the parameters.
+      train: the base key of every training step.
+    """
+
+    init: jax.Array
+    train: jax.Array
+
+
+def check_seed(seed: int) -> None:
+    """Raises ValueError unless ``seed`` is a non-negative int."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+
+
+def run_keys(seed: int) -> RunKeys:
+    """The initialisation and training keys of a run: ``split(key(seed), 3)[:2]``."""
+    check_seed(seed)
+    init, train, _ = jax.random.split(jax.random.key(seed), 3)
+    return RunKeys(init=init, train=train)
+
+
+def stream(seed: int, salt: int) -> jax.Array:
+    """The key ``fold_in(key(seed), salt)``: the stream of one purpose (a salt above)."""
+    check_seed(seed)
+    return jax.random.fold_in(jax.random.key(seed), salt)
+
+
+def numpy_rng(seed: int, salt: int) -> np.random.Generator:
+    """A numpy generator seeded with ``[seed, salt]``, for host-side randomness."""
+    check_seed(seed)
+    return np.random.default_rng([seed, salt])
+
+
+__all__ = [
+    "CLASSIFIER_DISTANCE",
+    "EVAL_BINARIZATION",
+    "EVAL_DURING_TRAINING",
+    "FINAL_EVAL",
+    "SALTS",
+    "SAMPLES",
+    "TOY_DATA",
+    "RunKeys",
+    "numpy_rng",
+    "run_keys",
+    "stream",
+]
