@@ -1,4 +1,8 @@
-"""Image grids and PNG output for samples, reconstructions and manifolds."""
+"""Image grids and PNG output for samples, reconstructions, manifolds and 2D plots.
+
+Plots are drawn on ``matplotlib.figure.Figure`` objects, which render to a file without
+pyplot, so the library never chooses or changes the user's matplotlib backend.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,13 @@ import math
 import pathlib
 
 import numpy as np
+from matplotlib.figure import Figure
 from PIL import Image
+
+
+def figure(size: tuple[float, float]) -> Figure:
+    """A matplotlib ``Figure`` of ``size`` inches that is not registered with pyplot."""
+    return Figure(figsize=size)
 
 
 def image_grid(images: np.ndarray, *, ncols: int | None = None, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
@@ -51,17 +61,13 @@ def save_image_grid(path: str | pathlib.Path, images: np.ndarray, *, ncols: int 
 
 def save_scatter(path: str | pathlib.Path, points: np.ndarray, *, reference: np.ndarray | None = None, title: str = "") -> pathlib.Path:
     """Scatter plot of 2D samples ``[N, 2]``, over optional reference points, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[-1] != 2:
         raise ValueError(f"points: expected 2D samples [N, 2], got shape {points.shape}")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig = figure((4, 4))
+    ax = fig.subplots()
     if reference is not None:
         ax.scatter(reference[:, 0], reference[:, 1], s=2, c="tab:orange", alpha=0.5, label="data")
     ax.scatter(points[:, 0], points[:, 1], s=2, c="tab:blue", alpha=0.5, label="samples")
@@ -69,7 +75,6 @@ def save_scatter(path: str | pathlib.Path, points: np.ndarray, *, reference: np.
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -99,15 +104,11 @@ def save_critic_surface(
       fake: ``[M, 2]`` generated points.
       title: the plot title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     xx, yy, values = surface
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(4.2, 4))
+    fig = figure((4.2, 4))
+    ax = fig.subplots()
     contour = ax.contourf(xx, yy, values, levels=30, cmap="viridis")
     fig.colorbar(contour, ax=ax, fraction=0.046, pad=0.04)
     ax.scatter(real[:, 0], real[:, 1], s=2, c="tab:orange", alpha=0.6)
@@ -116,5 +117,4 @@ def save_critic_surface(
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

@@ -16,9 +16,10 @@ import re
 import jax
 import numpy as np
 import pytest
-import torch
-from diffusers import UNet2DModel
 from safetensors.numpy import load_file
+
+torch = pytest.importorskip("torch")
+UNet2DModel = pytest.importorskip("diffusers").UNet2DModel
 
 from genjax.nn import ddpm_cifar10
 from genjax.nn.diffusers_import import (

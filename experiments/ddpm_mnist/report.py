@@ -194,7 +194,7 @@ def report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    title = f"ddpm_mnist at step {int(state.step)}"
+    title = f"ddpm_mnist at step {int(run.state.step)}"
     plot_grid(out, cells, args.steps, args.num, f"{title}: the same {args.num} noises through every sampler")
     plot_fd(out, records, reference["classifier_frechet_distance"], f"{title}, {args.fd_samples} samples per point")
     np.savez_compressed(out / "sampler_samples.npz", **{f"{i}_{sampler}_{steps}": cells[(label, steps)][: args.num] for i, (label, sampler, _) in enumerate(ROWS) for steps in args.steps})
@@ -205,7 +205,7 @@ def report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         "test_bits_per_dim_prior": evaluation[f"{split}_bits_per_dim_prior"],
         "test_bits_per_dim_decoder": evaluation[f"{split}_bits_per_dim_decoder"],
         "test_mse": evaluation[f"{split}_mse"],
-        "train_steps": int(state.step),
+        "train_steps": int(run.state.step),
     }
     report_s = time.perf_counter() - tic
     result = {

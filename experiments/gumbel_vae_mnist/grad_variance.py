@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if min(args.temperatures) <= 0:
         parser.error(f"--temperatures: expected positive numbers, got {args.temperatures}")
-    results: dict = {"temperatures": args.temperatures, "examples": args.examples, "samples": args.samples, "reference_samples": args.reference_samples, "workdir": args.workdir, "step": int(state.step)}
+    results: dict = {"temperatures": args.temperatures, "examples": args.examples, "samples": args.samples, "reference_samples": args.reference_samples, "workdir": args.workdir, "step": int(run.state.step)}
     results["reference_noise"] = float(ref_noise.mean())
     scalar = jnp.full_like(baselines, jnp.mean(baselines))
     for i, (name, estimator, b) in enumerate(
