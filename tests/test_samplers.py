@@ -694,12 +694,15 @@ def test_custom_loop_of_public_steps_equals_sample():
         table = sampler.step_table(SMALL, steps)
         k_init, k_steps = jax.random.split(key)
         state = sampler.init(table, jax.random.normal(k_init, shape))
+        # Op by op or compiled, round-off differs by a few ulps of the largest carried
+        # value (Heun's EDM-scale x reaches sigma_max |x_T|, ~160 |x_T| here).
+        atol = 1e-6 * max(1.0, float(jnp.abs(jax.tree.leaves(state)[0]).max()))
         x0s = []
         for i, k in enumerate(jax.random.split(k_steps, steps)):
             state, x0 = sampler.step(S.table_row(table, i), den, state, k)
             x0s.append(x0)
-        np.testing.assert_allclose(sampler.result(state), out, atol=1e-5, err_msg=repr(sampler))
-        np.testing.assert_allclose(np.stack(x0s), x0_rec, atol=1e-5, err_msg=repr(sampler))
+        np.testing.assert_allclose(sampler.result(state), out, atol=atol, err_msg=repr(sampler))
+        np.testing.assert_allclose(np.stack(x0s), x0_rec, atol=atol, err_msg=repr(sampler))
         with pytest.raises(ValueError, match="row"):
             sampler.step(table, den, state, k_steps)  # the whole table, not one row
 
