@@ -662,14 +662,21 @@ def test_bad_sampler_options_are_named():
         (lambda: S.DDIM(eta=-0.1), "eta"),
         (lambda: S.DDIM(eta=float("nan")), "eta"),
         (lambda: S.DDPM(variance="medium"), "variance"),
-        (lambda: S.DDPM(clip_x0="yes"), "clip_x0"),
-        (lambda: S.DPMpp2M(clip_x0=1), "clip_x0"),
         (lambda: S.Heun(rho=0.0), "rho"),
         (lambda: S.Heun(sigma_min=-1.0), "sigma_min"),
         (lambda: S.Heun(sigma_min=2.0, sigma_max=1.0), "sigma_min"),
     ]
     for make, field in bad_values:
         with pytest.raises(ValueError, match=f"^{field}: "):
+            make()
+    bad_types = [
+        (lambda: S.DDPM(clip_x0="yes"), "clip_x0"),
+        (lambda: S.DPMpp2M(clip_x0=1), "clip_x0"),
+        (lambda: S.DDIM(eta="0.5"), "eta"),
+        (lambda: S.Heun(sigma_max="2"), "sigma_max"),
+    ]
+    for make, field in bad_types:
+        with pytest.raises(TypeError, match=f"^{field}: "):
             make()
 
 

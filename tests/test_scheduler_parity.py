@@ -53,7 +53,15 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from genjax.models.diffusion import beta_schedule, make_schedule
-from genjax.samplers import DDIM, DDPM, Prediction, ddim_update, ddpm_update, sample, timesteps
+from genjax.samplers import (
+    DDIM,
+    DDPM,
+    Prediction,
+    ddim_update,
+    ddpm_update,
+    sample,
+    timesteps,
+)
 from genjax.samplers.base import split_key
 
 T = 1000

@@ -124,11 +124,11 @@ class DDIM(Sampler):
 
     def __post_init__(self) -> None:
         if isinstance(self.eta, bool) or not isinstance(self.eta, (int, float, np.floating, np.integer)):
-            raise ValueError(f"eta: expected a float, got {self.eta!r}")
+            raise TypeError(f"eta: expected a float, got {self.eta!r}")
         if not (math.isfinite(self.eta) and self.eta >= 0):
             raise ValueError(f"eta: must be >= 0, got {self.eta}")
         if not isinstance(self.clip_x0, (bool, np.bool_)):
-            raise ValueError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
+            raise TypeError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
 
     def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod=None) -> np.ndarray:
         """``t_i = round(i (T-1) / (steps-1))`` for ``i = steps-1..0``, then ``-1`` (int64)."""

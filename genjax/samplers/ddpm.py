@@ -148,7 +148,7 @@ class DDPM(Sampler):
         if self.variance not in VARIANCES:
             raise ValueError(f"variance: expected one of {VARIANCES}, got {self.variance!r}")
         if not isinstance(self.clip_x0, (bool, np.bool_)):
-            raise ValueError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
+            raise TypeError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
 
     def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod=None) -> np.ndarray:
         """``t_i = round(i (T-1) / (steps-1))`` for ``i = steps-1..0``, then ``-1`` (int64)."""

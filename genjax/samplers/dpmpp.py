@@ -86,7 +86,7 @@ class DPMpp2M(Sampler):
 
     def __post_init__(self) -> None:
         if not isinstance(self.clip_x0, (bool, np.bool_)):
-            raise ValueError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
+            raise TypeError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
 
     def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod=None) -> np.ndarray:
         """``(T-1)(1 - i / steps)``, ``i = 0..steps`` (float64)."""

@@ -90,7 +90,7 @@ def _check_positive(name: str, value) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name}: expected a float, got {value!r}")
+        raise TypeError(f"{name}: expected a float, got {value!r}")
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name}: must be > 0, got {value}")
 
@@ -130,7 +130,7 @@ class Heun(Sampler):
         if self.sigma_min is not None and self.sigma_max is not None and not self.sigma_min < self.sigma_max:
             raise ValueError(f"sigma_min: must be < sigma_max, got {self.sigma_min} >= {self.sigma_max}")
         if not isinstance(self.clip_x0, (bool, np.bool_)):
-            raise ValueError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
+            raise TypeError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
 
     def num_evaluations(self, steps: int) -> int:
         """``2 * steps - 1``: no correction on the final step to ``sigma = 0`` (Algorithm 1)."""

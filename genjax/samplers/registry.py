@@ -26,7 +26,8 @@ SAMPLERS: dict[str, type[Sampler]] = {
 
 def sampler_options(name: str) -> tuple[str, ...]:
     """The option names (dataclass fields) of the sampler registered as ``name``."""
-    return tuple(f.name for f in dataclasses.fields(_lookup(name)))
+    cls: Any = _lookup(name)
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def _lookup(name: str) -> type[Sampler]:
@@ -50,6 +51,7 @@ def get_sampler(name: str, **options: Any) -> Sampler:
       ValueError: an unknown ``name`` (the message lists the known ones), an option the
         sampler does not take (the message names it and lists the sampler's options), or
         a bad option value (named by the sampler's own check).
+      TypeError: an option of the wrong type (named by the sampler's own check).
     """
     cls = _lookup(name)
     known = sampler_options(name)
