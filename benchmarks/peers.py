@@ -359,10 +359,11 @@ def bench_sampling(
     shape = (cfg.sample_size, cfg.sample_size, cfg.in_channels)
     abar = diff.make_schedule(diff.beta_schedule("linear", T)).alphas_cumprod
     options = {"eta": 0.0} if sampler == "ddim" else {"variance": "small"}
+    built = samplers.get_sampler(sampler, clip_x0=True, **options)
 
     def run(p: Any, key: jax.Array) -> jax.Array:
         denoiser = samplers.denoiser_from_apply(lambda x, t: model.apply(p, x, t), alphas_cumprod=abar)
-        return samplers.sample_batch(denoiser, abar, key, args.batch, shape, sampler=sampler, steps=args.steps, clip_x0=True, **options)
+        return samplers.sample_batch(denoiser, abar, key, args.batch, shape, sampler=built, steps=args.steps)
 
     key = jax.random.key(args.seed)
     keys = [jax.random.fold_in(key, i) for i in range(args.repeats + 1)]

@@ -100,7 +100,7 @@ def measure(model_name: str, model: UNet, params: Any, shape: tuple[int, int, in
 
     def run(p: Any, key: jax.Array) -> jax.Array:
         denoiser = samplers.denoiser_from_apply(lambda x, t: model.apply(p, x, t), alphas_cumprod=abar)
-        return samplers.sample_batch(denoiser, abar, key, batch, shape, sampler=sampler, steps=steps)
+        return samplers.sample_batch(denoiser, abar, key, batch, shape, sampler=samplers.get_sampler(sampler), steps=steps)
 
     key = jax.random.key(1)
     tic = time.perf_counter()
@@ -138,9 +138,13 @@ def measure(model_name: str, model: UNet, params: Any, shape: tuple[int, int, in
 
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(v.strip() for v in text.split(",") if v.strip())
-    bad = [n for n in names if n not in samplers.SAMPLERS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(f"expected samplers from {samplers.SAMPLERS}, got {text!r}")
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected samplers from {tuple(samplers.SAMPLERS)}, got {text!r}")
+    for name in names:
+        try:
+            samplers.get_sampler(name)
+        except ValueError as err:  # an unknown name; the message lists the known ones
+            raise argparse.ArgumentTypeError(str(err)) from None
     return names
 
 
@@ -149,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> list[Record]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=sorted(MODELS), default="mnist", help="UNet preset (default: the ddpm_mnist CPU UNet)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="network computation dtype")
-    parser.add_argument("--samplers", type=_names, default=samplers.SAMPLERS, help="comma-separated samplers")
+    parser.add_argument("--samplers", type=_names, default=tuple(samplers.SAMPLERS), help="comma-separated samplers")
     parser.add_argument("--steps", type=positive_ints, default=(10, 50), help="comma-separated numbers of steps")
     parser.add_argument("--batches", type=positive_ints, default=(1, 16), help="comma-separated batch sizes")
     parser.add_argument("--timesteps", type=int, default=1000, help="T of the linear DDPM schedule")

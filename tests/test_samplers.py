@@ -245,7 +245,7 @@ def loop_runs():
         for name, table, (sampler, steps, kw) in cases:
             den = analytic(SMALL, sd=LOOP_SD, var_frac=kw.get("variance") == "learned")
             kw = {"clip_x0": False, **kw}
-            out = S.sample(den, table, key, LOOP_SHAPE, sampler=sampler, steps=steps, record=_loop_record(steps), **kw)
+            out = S.sample(den, table, key, LOOP_SHAPE, sampler=S.get_sampler(sampler, **kw), steps=steps, record=_loop_record(steps))
             results[name] = (out, draws(key, LOOP_SHAPE, steps))
         data = MU + LOOP_SD * jax.random.normal(key, LOOP_SHAPE)
         results["encode"] = (data, S.ddim_encode(analytic(SMALL, sd=LOOP_SD), SMALL, data, steps=17))
@@ -300,9 +300,8 @@ def test_ancestral_ddpm_matches_data_distribution():
 
     @jax.jit
     def run(key):
-        kw = {"clip_x0": False}
-        full = S.sample(analytic(BIG), BIG, key, (n,), sampler="ddpm", steps=1000, **kw)
-        large = S.sample(analytic(BIG), BIG, key, (n,), sampler="ddpm", steps=50, variance="large", **kw)
+        full = S.sample(analytic(BIG), BIG, key, (n,), sampler=S.DDPM(clip_x0=False), steps=1000)
+        large = S.sample(analytic(BIG), BIG, key, (n,), sampler=S.DDPM(variance="large", clip_x0=False), steps=50)
         return full, large
 
     full, large = (np.asarray(a, np.float64) for a in run(jax.random.key(0)))
@@ -333,8 +332,8 @@ def test_deterministic_samplers_follow_the_exact_flow():
     def run(key):
         den = analytic(BIG)
         return (
-            S.sample(den, BIG, key, shape, sampler="ddim", steps=1000, clip_x0=False),
-            S.sample(den, BIG, key, shape, sampler="ddim", steps=50, clip_x0=False),
+            S.sample(den, BIG, key, shape, sampler=S.DDIM(clip_x0=False), steps=1000),
+            S.sample(den, BIG, key, shape, sampler=S.DDIM(clip_x0=False), steps=50),
             S.sample(den, BIG, key, shape, sampler="dpmpp_2m", steps=50),
             S.sample(den, BIG, key, shape, sampler="heun", steps=60),
             draws(key, shape, 1)[0],
@@ -362,7 +361,7 @@ def test_ddim_is_deterministic_and_inverts():
     steps, shape = 1000, (64,)
     den = analytic(BIG)
     decode = jax.jit(
-        lambda k, x_T: S.sample(den, BIG, k, shape, sampler="ddim", steps=steps, clip_x0=False, x_T=x_T, record=(steps - 1, 0))
+        lambda k, x_T: S.sample(den, BIG, k, shape, sampler=S.DDIM(clip_x0=False), steps=steps, x_T=x_T, record=(steps - 1, 0))
     )
     x_T = jax.random.normal(jax.random.key(0), shape)
     a, a_rec = decode(jax.random.key(1), x_T)
@@ -574,12 +573,15 @@ def test_bad_inputs_raise():
     den = analytic(SMALL)
     key = jax.random.key(0)
 
-    def call(table=SMALL, **kw):  # abstract evaluation: the errors come at trace time
-        kw = {"sampler": "ddim", "steps": 10, **kw}
-        return jax.eval_shape(lambda k: S.sample(den, table, k, (2,), **kw), key)
+    def call(table=SMALL, sampler="ddim", steps=10, record=(), x_T=None, **options):
+        # abstract evaluation: the errors come at trace time
+        built = S.get_sampler(sampler, **options)
+        return jax.eval_shape(lambda k: S.sample(den, table, k, (2,), sampler=built, steps=steps, record=record, x_T=x_T), key)
 
     with pytest.raises(ValueError, match=r"sampler.*ddpm.*ddim.*dpmpp_2m.*heun"):
         call(sampler="euler")
+    with pytest.raises(ValueError, match=r"sampler.*ddpm.*ddim.*dpmpp_2m.*heun"):
+        jax.eval_shape(lambda k: S.sample(den, SMALL, k, (2,), sampler="euler", steps=10), key)
     with pytest.raises(ValueError, match=r"steps.*\[1, T=100\]"):
         call(steps=0)
     with pytest.raises(ValueError, match=r"steps.*\[1, T=100\]"):
@@ -624,3 +626,103 @@ def test_bad_inputs_raise():
         S.build_sampler(lambda p: den, SMALL, (2,), sampler="ddim", steps=5, parallel="shard_map")
     with pytest.raises(ValueError, match="steps"):
         S.build_sampler(lambda p: den, SMALL, (2,), sampler="ddim", steps=500)
+
+
+# ---------------------------------------------------------------- registry and steps
+
+
+def test_registry_names_every_sampler_once():
+    assert dict(S.SAMPLERS) == {"ddpm": S.DDPM, "ddim": S.DDIM, "dpmpp_2m": S.DPMpp2M, "heun": S.Heun}
+    for name, cls in S.SAMPLERS.items():
+        sampler = S.get_sampler(name)
+        assert type(sampler) is cls and isinstance(sampler, S.Sampler)
+        assert sampler == cls() and hash(sampler) == hash(cls())  # frozen: usable as a static argument
+    ddim = S.get_sampler("ddim", eta=0.5, clip_x0=False)
+    assert ddim == S.DDIM(eta=0.5, clip_x0=False)
+    with pytest.raises(AttributeError):
+        ddim.eta = 1.0  # type: ignore[misc]
+    assert S.get_sampler("heun", sigma_max=2.0, rho=5.0) == S.Heun(sigma_max=2.0, rho=5.0)
+
+
+def test_unknown_sampler_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"sampler: unknown name 'euler'; known samplers: ddpm, ddim, dpmpp_2m, heun"):
+        S.get_sampler("euler")
+    with pytest.raises(ValueError, match="known samplers: ddpm, ddim, dpmpp_2m, heun"):
+        S.num_evaluations("euler", 3)
+    with pytest.raises(TypeError, match="sampler"):
+        S.sample(analytic(SMALL), SMALL, jax.random.key(0), (2,), sampler=3, steps=2)
+
+
+def test_bad_sampler_options_are_named():
+    with pytest.raises(ValueError, match=r"eta: not an option of the 'ddpm' sampler; its options are \('variance', 'clip_x0'\)"):
+        S.get_sampler("ddpm", eta=0.5)
+    with pytest.raises(ValueError, match=r"variance: not an option of the 'heun' sampler.*sigma_min.*sigma_max.*rho.*clip_x0"):
+        S.get_sampler("heun", variance="small")
+    bad_values = [
+        (lambda: S.DDIM(eta=-0.1), "eta"),
+        (lambda: S.DDIM(eta=float("nan")), "eta"),
+        (lambda: S.DDPM(variance="medium"), "variance"),
+        (lambda: S.Heun(rho=0.0), "rho"),
+        (lambda: S.Heun(sigma_min=-1.0), "sigma_min"),
+        (lambda: S.Heun(sigma_min=2.0, sigma_max=1.0), "sigma_min"),
+    ]
+    for make, field in bad_values:
+        with pytest.raises(ValueError, match=f"^{field}: "):
+            make()
+    bad_types = [
+        (lambda: S.DDPM(clip_x0="yes"), "clip_x0"),
+        (lambda: S.DPMpp2M(clip_x0=1), "clip_x0"),
+        (lambda: S.DDIM(eta="0.5"), "eta"),
+        (lambda: S.Heun(sigma_max="2"), "sigma_max"),
+    ]
+    for make, field in bad_types:
+        with pytest.raises(TypeError, match=f"^{field}: "):
+            make()
+
+
+def test_plain_array_denoiser_is_refused_by_name():
+    """A denoiser returning eps as a bare array is refused: it could be eps, x0 or v."""
+    key = jax.random.key(0)
+    for name in S.SAMPLERS:
+        with pytest.raises(TypeError, match=r"denoiser: must return a genjax\.samplers\.Prediction"):
+            jax.eval_shape(lambda k, name=name: S.sample(lambda x, t: 0.1 * x, SMALL, k, (2,), sampler=name, steps=3), key)
+    with pytest.raises(TypeError, match="denoiser_from_apply"):
+        S.ddim_encode(lambda x, t: 0.1 * x, SMALL, jnp.zeros(2), steps=3)
+
+
+def test_custom_loop_of_public_steps_equals_sample():
+    """``step_table``, ``init``, ``step`` over ``table_row`` and ``result`` are ``sample``."""
+    shape, steps = (3,), 5
+    key = jax.random.key(5)
+    den = analytic(SMALL, var_frac=True)
+    record = tuple(range(steps))
+    for sampler in (S.DDPM(variance="learned"), S.DDIM(eta=0.5), S.DPMpp2M(), S.Heun(rho=5.0, clip_x0=True)):
+        out, x0_rec = jax.jit(lambda k, s=sampler: S.sample(den, SMALL, k, shape, sampler=s, steps=steps, record=record))(key)
+        table = sampler.step_table(SMALL, steps)
+        k_init, k_steps = jax.random.split(key)
+        state = sampler.init(table, jax.random.normal(k_init, shape))
+        # Op by op or compiled, round-off differs by a few ulps of the largest carried
+        # value (Heun's EDM-scale x reaches sigma_max |x_T|, ~160 |x_T| here).
+        atol = 1e-6 * max(1.0, float(jnp.abs(jax.tree.leaves(state)[0]).max()))
+        x0s = []
+        for i, k in enumerate(jax.random.split(k_steps, steps)):
+            state, x0 = sampler.step(S.table_row(table, i), den, state, k)
+            x0s.append(x0)
+        np.testing.assert_allclose(sampler.result(state), out, atol=atol, err_msg=repr(sampler))
+        np.testing.assert_allclose(np.stack(x0s), x0_rec, atol=atol, err_msg=repr(sampler))
+        with pytest.raises(ValueError, match="row"):
+            sampler.step(table, den, state, k_steps)  # the whole table, not one row
+
+
+def test_sampler_names_are_the_default_objects():
+    key = jax.random.key(2)
+
+    @jax.jit
+    def run(k):
+        return [
+            (S.sample(analytic(SMALL), SMALL, k, (2,), sampler=name, steps=4), S.sample(analytic(SMALL), SMALL, k, (2,), sampler=cls(), steps=4))
+            for name, cls in S.SAMPLERS.items()
+        ]
+
+    for by_name, by_object in run(key):
+        np.testing.assert_array_equal(by_name, by_object)

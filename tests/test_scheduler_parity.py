@@ -23,9 +23,9 @@ Settings under which genjax's samplers and diffusers' schedulers are the same pr
   with genjax's ``var_frac = (v + 1) / 2``). diffusers adds no noise at ``t = 0``, as
   genjax does on its last step.
 * noise: ``DDPMScheduler.step`` draws ``torch.randn(shape, generator=g)``; the test
-  redraws it from an identically seeded generator and feeds it to ``ddpm_step``.
+  redraws it from an identically seeded generator and feeds it to ``ddpm_update``.
   ``DDIMScheduler.step`` takes ``variance_noise``: it gets genjax's own per-step noise,
-  so the whole ``ddim_sample`` scan is compared, not only the step function.
+  so the whole ``sample(..., sampler=DDIM(...))`` scan is compared, not only the update rule.
 
 What does not match: ``DDIMScheduler.step`` goes from ``t`` to ``t - T //
 num_inference_steps``, which with ``"linspace"`` is not the next timestep of its own
@@ -53,16 +53,16 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from genjax.models.diffusion import beta_schedule, make_schedule
-from genjax.samplers import Prediction, timesteps
-from genjax.samplers.base import split_key
-from genjax.samplers.ddpm import (
-    ddim_sample,
-    ddim_step,
-    ddim_step_table,
-    ddpm_sample,
-    ddpm_step,
-    ddpm_step_table,
+from genjax.samplers import (
+    DDIM,
+    DDPM,
+    Prediction,
+    ddim_update,
+    ddpm_update,
+    sample,
+    timesteps,
 )
+from genjax.samplers.base import split_key
 
 T = 1000
 SHAPE = (2, 3, 8, 8)  # the step rules are elementwise; diffusers splits learned variances on axis 1
@@ -158,13 +158,13 @@ def test_ddpm_step_parity(variance, steps):
     else:
         scheduler.set_timesteps(timesteps=grid.tolist())  # rounding ties (7) and steps=1
     np.testing.assert_array_equal(scheduler.timesteps.numpy(), grid)
-    table = ddpm_step_table(scheduler.alphas_cumprod.numpy(), steps, variance=variance)
+    table = DDPM(variance=variance).step_table(scheduler.alphas_cumprod.numpy(), steps)
     np.testing.assert_array_equal(np.asarray(table.t).astype(np.int64), grid)
 
     @jax.jit
     def genjax_step(x, noise, row):
         var_frac = (_raw_var_jnp(x, row.t) + 1.0) / 2.0 if variance == "learned" else None
-        return ddpm_step(x, _eps_jnp(x, row.t), noise, row, clip_x0=True, var_frac=var_frac)
+        return ddpm_update(x, _eps_jnp(x, row.t), noise, row, clip_x0=True, var_frac=var_frac)
 
     x_ref = torch.from_numpy(_x_T())
     x_own = jnp.asarray(_x_T())
@@ -184,7 +184,7 @@ def test_ddpm_step_parity(variance, steps):
 
 @pytest.mark.parametrize("variance", ["small", "learned"])
 def test_ddpm_sample_is_the_step_loop(variance, key):
-    """``ddpm_sample``'s scan is ``ddpm_step`` over ``ddpm_step_table`` with its documented noise."""
+    """``sample`` with ``DDPM`` is ``ddpm_update`` over ``DDPM.step_table`` with its documented noise."""
     steps = 10
     abar = np.asarray(make_schedule(beta_schedule("linear", T)).alphas_cumprod, np.float64)
 
@@ -193,10 +193,9 @@ def test_ddpm_sample_is_the_step_loop(variance, key):
 
     shape = SHAPE
     x_T = _x_T()
-    sample, x0s = ddpm_sample(
-        denoiser, abar, key, shape, steps=steps, variance=variance, record=tuple(range(steps)), x_T=x_T
-    )
-    table = ddpm_step_table(abar, steps, variance=variance)
+    sampler = DDPM(variance=variance)
+    out, x0s = sample(denoiser, abar, key, shape, sampler=sampler, steps=steps, record=tuple(range(steps)), x_T=x_T)
+    table = sampler.step_table(abar, steps)
     _, keys = split_key(key, shape, steps, x_T)
     x = jnp.asarray(x_T)
     for i in range(steps):
@@ -204,10 +203,10 @@ def test_ddpm_sample_is_the_step_loop(variance, key):
         pred = denoiser(x, row.t)
         noise = jax.random.normal(keys[i], shape, jnp.float32)
         var_frac = pred.var_frac if variance == "learned" else None
-        x, x0 = ddpm_step(x, pred.eps, noise, row, clip_x0=True, var_frac=var_frac)
+        x, x0 = ddpm_update(x, pred.eps, noise, row, clip_x0=True, var_frac=var_frac)
         # Compiled inside the scan or op by op, tanh and sin may round differently.
         np.testing.assert_allclose(x0s[i], x0, rtol=0, atol=STEP_ATOL / float(np.sqrt(row.abar_t)))
-    np.testing.assert_allclose(sample, x, rtol=0, atol=STEP_ATOL)
+    np.testing.assert_allclose(out, x, rtol=0, atol=STEP_ATOL)
 
 
 def _steps_with_gap(gap: int) -> int:
@@ -237,7 +236,7 @@ def test_ddim_step_parity(eta, steps, key):
     grid = timesteps("ddim", steps, T)  # t_0 > ... > t_{steps-1} = 0 > -1
     np.testing.assert_array_equal(scheduler.timesteps.numpy(), grid[:-1])
     abar = scheduler.alphas_cumprod.numpy()
-    table = ddim_step_table(abar, steps, eta=eta)
+    table = DDIM(eta=eta).step_table(abar, steps)
 
     # genjax's own per-step noise (base.split_key), handed to diffusers as variance_noise.
     x_T = _x_T()
@@ -246,7 +245,7 @@ def test_ddim_step_parity(eta, steps, key):
 
     @jax.jit
     def genjax_step(x, noise, row):
-        return ddim_step(x, _eps_jnp(x, row.t), noise if eta else None, row, clip_x0=True)
+        return ddim_update(x, _eps_jnp(x, row.t), noise if eta else None, row, clip_x0=True)
 
     x_ref = torch.from_numpy(x_T)
     for i in range(steps):
@@ -266,29 +265,27 @@ def test_ddim_step_parity(eta, steps, key):
         x_ref = ref.prev_sample
 
     # The whole scan sampler, from the same x_T with the same noise.
-    sample = ddim_sample(
-        lambda x, t: Prediction(_eps_jnp(x, t)), abar, key, SHAPE, steps=steps, eta=eta, clip_x0=True, x_T=x_T
-    )
-    _assert_trajectory(sample, x_ref)
+    out = sample(lambda x, t: Prediction(_eps_jnp(x, t)), abar, key, SHAPE, sampler=DDIM(eta=eta, clip_x0=True), steps=steps, x_T=x_T)
+    _assert_trajectory(out, x_ref)
 
 
 def test_step_functions_refuse_a_mismatched_table():
     """The public step functions check their row against the table's variance and eta."""
     abar = np.cumprod(1.0 - np.linspace(1e-4, 0.02, 100))
     x = jnp.zeros((2, 4, 4, 1))
-    learned, small = ddpm_step_table(abar, 5, variance="learned"), ddpm_step_table(abar, 5)
+    learned, small = DDPM(variance="learned").step_table(abar, 5), DDPM().step_table(abar, 5)
     with pytest.raises(ValueError, match="var_frac"):
-        ddpm_step(x, x, x, _row(learned, 0))
+        ddpm_update(x, x, x, _row(learned, 0))
     with pytest.raises(ValueError, match="var_frac"):
-        ddpm_step(x, x, x, _row(small, 0), var_frac=jnp.full_like(x, 0.5))
+        ddpm_update(x, x, x, _row(small, 0), var_frac=jnp.full_like(x, 0.5))
     with pytest.raises(ValueError, match="coefs"):
-        ddpm_step(x, x, x, small)
-    stochastic, deterministic = ddim_step_table(abar, 5, eta=0.5), ddim_step_table(abar, 5)
+        ddpm_update(x, x, x, small)
+    stochastic, deterministic = DDIM(eta=0.5).step_table(abar, 5), DDIM().step_table(abar, 5)
     with pytest.raises(ValueError, match="noise"):
-        ddim_step(x, x, None, _row(stochastic, 0))
+        ddim_update(x, x, None, _row(stochastic, 0))
     with pytest.raises(ValueError, match="noise"):
-        ddim_step(x, x, x, _row(deterministic, 0))
+        ddim_update(x, x, x, _row(deterministic, 0))
     with pytest.raises(ValueError, match="coefs"):
-        ddim_step(x, x, None, deterministic)
-    out, _ = ddpm_step(x, x, x, _row(learned, 0), var_frac=jnp.full_like(x, 0.5))
+        ddim_update(x, x, None, deterministic)
+    out, _ = ddpm_update(x, x, x, _row(learned, 0), var_frac=jnp.full_like(x, 0.5))
     assert out.shape == x.shape

@@ -40,7 +40,8 @@ def main() -> None:
     abar = diffusion.schedule.alphas_cumprod
     for sampler in ("dpmpp_2m", "ddim"):
         for clip in (False, True):
-            x = jax.jit(lambda k, s=sampler, c=clip: samplers.sample_batch(denoiser, abar, k, 16, shape, sampler=s, steps=20, clip_x0=c))(jax.random.key(2026))
+            built = samplers.get_sampler(sampler, clip_x0=clip)
+            x = jax.jit(lambda k, s=built: samplers.sample_batch(denoiser, abar, k, 16, shape, sampler=s, steps=20))(jax.random.key(2026))
             frac = noisy_fraction(x)
             print(f"{sampler:9s} clip_x0={clip!s:5s} noisy samples: {int((frac > 0.05).sum())}/16  {np.round(frac, 2).tolist()}")
 

@@ -179,7 +179,8 @@ def report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     for label, sampler, options in ROWS:
         for steps in args.steps:
             opts = {**sampler_options(diffusion, sampler, 0.0), **options}
-            fn = jax.jit(lambda k, s=sampler, n=steps, o=opts: samplers_lib.sample_batch(denoiser, abar, k, batch, shape, sampler=s, steps=n, **o))
+            built = samplers_lib.get_sampler(sampler, **opts)
+            fn = jax.jit(lambda k, s=built, n=steps: samplers_lib.sample_batch(denoiser, abar, k, batch, shape, sampler=s, steps=n))
             start = time.perf_counter()
             images = quantise(draw(fn, key, args.fd_samples, batch))
             seconds = time.perf_counter() - start
@@ -187,7 +188,7 @@ def report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             cells[(label, steps)] = images
             records.append({
                 "sampler": sampler, "label": label, **options, "steps": steps,
-                "evals_per_image": samplers_lib.num_evaluations(sampler, steps), "num": args.fd_samples,
+                "evals_per_image": built.num_evaluations(steps), "num": args.fd_samples,
                 "classifier_frechet_distance": fd, "seconds_with_compile": seconds,
             })
             print(f"{label:30s} {steps:5d} steps: classifier FD {fd:8.3f}  ({seconds:6.1f}s)", flush=True)

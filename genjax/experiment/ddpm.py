@@ -155,7 +155,10 @@ def flip_transform(batch: dict[str, np.ndarray], rng: np.random.Generator) -> di
 
 
 def sampler_options(diffusion: diff.Diffusion, sampler: str, eta: float) -> dict[str, Any]:
-    """The keyword arguments of ``genjax.samplers.sample`` that a trained model fixes."""
+    """The options of the registry's ``sampler`` that a trained model (and ``eval.eta``) fixes.
+
+    ``genjax.samplers.get_sampler(sampler, **sampler_options(...))`` builds the sampler.
+    """
     kwargs: dict[str, Any] = {}
     if sampler == "ddim":
         kwargs["eta"] = eta
@@ -202,11 +205,10 @@ def make_sample_fn(
         denoiser_of(diffusion, apply_fn),
         diffusion.schedule.alphas_cumprod,
         image_shape,
-        sampler=sampler,
+        sampler=samplers_lib.get_sampler(sampler, **sampler_options(diffusion, sampler, eta)),
         steps=steps,
         parallel=config.parallel,
         devices=devices,
-        **sampler_options(diffusion, sampler, eta),
     )
 
     def run(params: Params, key: jax.Array, num: int) -> jax.Array:
@@ -228,14 +230,14 @@ def make_progressive_fn(
 ) -> Callable[[Params, jax.Array, int], tuple[jax.Array, jax.Array]]:
     """Samples with the predicted x_0 after the steps in ``record`` (DDPM Fig. 6), on one device."""
     make = denoiser_of(diffusion, apply_fn)
-    options = sampler_options(diffusion, sampler, eta)
+    built = samplers_lib.get_sampler(sampler, **sampler_options(diffusion, sampler, eta))
     cache: dict[int, Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]] = {}
 
     def run(params: Params, key: jax.Array, num: int) -> tuple[jax.Array, jax.Array]:
         if num not in cache:
             cache[num] = jax.jit(
                 lambda p, k: samplers_lib.sample_batch(
-                    make(p), diffusion.schedule.alphas_cumprod, k, num, image_shape, sampler=sampler, steps=steps, record=record, **options
+                    make(p), diffusion.schedule.alphas_cumprod, k, num, image_shape, sampler=built, steps=steps, record=record
                 )
             )
         return cache[num](params, key)
@@ -250,7 +252,7 @@ def _check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, ...
         raise ValueError(f"data.binarize: diffusion models use 8-bit data, expected 'none', got {config.data.binarize!r}")
     ev = config.eval
     if ev.sampler not in samplers_lib.SAMPLERS:
-        raise ValueError(f"eval.sampler: expected one of {samplers_lib.SAMPLERS}, got {ev.sampler!r}")
+        raise ValueError(f"eval.sampler: expected one of {tuple(samplers_lib.SAMPLERS)}, got {ev.sampler!r}")
     if not 1 <= ev.sampler_steps <= config.model.num_timesteps:
         raise ValueError(f"eval.sampler_steps: expected an int in [1, {config.model.num_timesteps}], got {ev.sampler_steps}")
     if ev.progressive_frames < 1 or ev.progressive_rows < 1:

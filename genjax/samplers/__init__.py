@@ -1,11 +1,15 @@
 """Diffusion samplers as pure functions of a single-example denoiser and the ``abar`` table.
 
-``sample`` draws one example with ``"ddpm"`` (Ho et al. 2020, ancestral, respaced per
-Nichol & Dhariwal 2021), ``"ddim"`` (Song et al. 2021), ``"dpmpp_2m"`` (Lu et al. 2022)
-or ``"heun"`` (Karras et al. 2022); ``sample_batch`` vmaps it over split keys and
-``build_sampler`` spreads it over devices (``"jit"`` mesh or ``"pmap"``). Every sampler
-runs its steps in one ``jax.lax.scan``, so compile time does not grow with ``steps``.
-The model enters only through ``denoiser(x_t, t) -> Prediction`` (see
+Each sampler is a frozen dataclass carrying its own options - ``DDPM(variance, clip_x0)``
+(Ho et al. 2020, ancestral, respaced per Nichol & Dhariwal 2021), ``DDIM(eta, clip_x0)``
+(Song et al. 2021), ``DPMpp2M(clip_x0)`` (Lu et al. 2022) and ``Heun(sigma_min, sigma_max,
+rho, clip_x0)`` (Karras et al. 2022) - registered by name in ``SAMPLERS``
+(``get_sampler("ddim", eta=0.5)``). ``sample`` draws one example with it, ``sample_batch``
+vmaps that over split keys and ``build_sampler`` spreads it over devices (``"jit"`` mesh
+or ``"pmap"``). Every sampler runs its steps in the one ``jax.lax.scan`` of ``base.run``,
+so compile time does not grow with ``steps``; its public ``step(row, denoiser, state,
+key)`` over its ``step_table`` rows (``table_row``) builds a custom loop. The model enters
+only through ``denoiser(x_t, t) -> Prediction`` (see ``Denoiser``, and
 ``denoiser_from_apply`` for wrapping a batched network) and ``alphas_cumprod``.
 """
 
@@ -17,26 +21,44 @@ from genjax.samplers.api import (
     timesteps,
 )
 from genjax.samplers.base import (
-    SAMPLERS,
     VARIANCES,
     Denoiser,
     Prediction,
+    Sampler,
     abar_at,
     denoiser_from_apply,
+    table_row,
 )
-from genjax.samplers.ddpm import ddim_encode
+from genjax.samplers.ddim import DDIM, DDIMStepTable, ddim_encode, ddim_update
+from genjax.samplers.ddpm import DDPM, DDPMStepTable, ddpm_update
+from genjax.samplers.dpmpp import DPMpp2M, DPMppStepTable
+from genjax.samplers.heun import Heun, HeunStepTable
+from genjax.samplers.registry import SAMPLERS, get_sampler
 
 __all__ = [
+    "DDIM",
+    "DDPM",
     "SAMPLERS",
     "VARIANCES",
+    "DDIMStepTable",
+    "DDPMStepTable",
+    "DPMpp2M",
+    "DPMppStepTable",
     "Denoiser",
+    "Heun",
+    "HeunStepTable",
     "Prediction",
+    "Sampler",
     "abar_at",
     "build_sampler",
     "ddim_encode",
+    "ddim_update",
+    "ddpm_update",
     "denoiser_from_apply",
+    "get_sampler",
     "num_evaluations",
     "sample",
     "sample_batch",
+    "table_row",
     "timesteps",
 ]

@@ -1,4 +1,4 @@
-"""Shared pieces of the diffusion samplers: the denoiser contract, schedules, checks.
+"""The sampler contract: the denoiser, the ``Sampler`` interface and the one scan skeleton.
 
 The samplers depend on the model only through two objects:
 
@@ -8,23 +8,28 @@ The samplers depend on the model only through two objects:
   derived from it: ``beta_t = 1 - abar_t / abar_{t-1}`` with ``abar_{-1} = 1``, the
   posterior variance ``beta_tilde_t = (1 - abar_{t-1}) / (1 - abar_t) * beta_t`` (eq. 7),
   ``sigma`` and log-SNR. The index ``t = -1`` stands for clean data (``abar = 1``).
-* a single-example denoiser ``denoiser(x_t, t) -> Prediction`` where ``x_t`` has the
-  image shape (no batch axis) and ``t`` is a float32 scalar on the model's ``0..T-1``
-  scale. Non-integer ``t`` is allowed; ``abar`` at a non-integer ``t`` is the linear
-  interpolation of the table (``abar_at``), the convention every sampler and
-  ``denoiser_from_apply`` share.
+* a single-example ``Denoiser``: ``denoiser(x_t, t) -> Prediction``, where ``x_t`` has the
+  image shape (no batch axis) and ``t`` is a float32 scalar, the model's continuous time
+  (see ``Denoiser``).
 
-The per-step coefficients are computed before the ``jax.lax.scan`` over the steps: on the
-host in float64 when the table is concrete (the usual case), in float32 when it is
-traced; they enter the scan as float32 arrays. The carried state and all arithmetic in
-the loop are float32 whatever the network's dtype: the denoiser's output is cast to
-float32 on arrival.
+A sampler is a small frozen dataclass carrying its own options (``Sampler``): it builds
+a per-step table once, before the loop, and exposes one pure ``step`` that ``run`` - the
+only ``jax.lax.scan`` over steps in the package - applies row by row, so the traced
+program (and its compile time) does not depend on the number of steps.
+
+The per-step coefficients are computed on the host in float64 when the table is
+concrete (the usual case), in float32 when it is traced; they enter the scan as float32
+arrays. The carried state and all arithmetic in the loop are float32 whatever the
+network's dtype: the denoiser's output is cast to float32 on arrival.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +37,6 @@ from flax import struct
 
 from genjax.distributions import eps_from_v, eps_from_x0
 
-SAMPLERS = ("ddpm", "ddim", "dpmpp_2m", "heun")
 VARIANCES = ("small", "large", "learned")
 PARAMETERIZATIONS = ("eps", "x0", "v")
 
@@ -42,7 +46,7 @@ class Prediction:
     """What the denoiser returns for one noisy example.
 
     Attributes:
-      eps: the predicted noise, same shape as ``x_t`` (float32).
+      eps: the predicted noise, same shape as ``x_t`` (cast to float32 by the samplers).
       var_frac: the learned variance interpolation ``v`` in ``[0, 1]`` of Nichol &
         Dhariwal (2021, arXiv 2102.09672, eq. 15): ``log sigma^2 = v log beta_t +
         (1 - v) log beta_tilde_t``; ``None`` for fixed variances.
@@ -52,7 +56,26 @@ class Prediction:
     var_frac: jax.Array | None = None
 
 
-Denoiser = Callable[[jax.Array, jax.Array], Prediction]
+class Denoiser(Protocol):
+    """The model as the samplers see it: ``denoiser(x_t, t) -> Prediction`` for one example.
+
+    ``x_t`` is float32 of the sample's shape (no batch axis: ``jax.vmap`` adds it) and
+    ``t`` a float32 scalar, the model's time as the sampler's step table gives it
+    (the ``t`` field of each table row). The time is continuous: for the discrete DDPM
+    models of this package it is the timestep index on ``[0, T-1]``, which the ODE
+    solvers visit at non-integer values where ``abar`` is the linear interpolation of
+    the table (``abar_at``); ``t = -1`` is never passed. A continuous-time model (EDM,
+    with ``t = sigma``; flow matching, with ``t`` in ``[0, 1]``) plugs in through a sampler
+    whose table carries that time instead; the contract does not change.
+
+    The denoiser must return a ``Prediction``; a plain array is refused with a
+    ``TypeError`` (it could be ``eps``, ``x0`` or ``v``): wrap a network with
+    ``denoiser_from_apply``, which converts ``x0``/``v`` outputs to ``eps``.
+    """
+
+    def __call__(self, x_t: jax.Array, t: jax.Array) -> Prediction: ...
+
+
 ApplyFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
@@ -83,11 +106,6 @@ def check_alphas_cumprod(alphas_cumprod):
         if a.shape[0] > 1 and np.any(np.diff(a) >= 0.0):
             raise ValueError("alphas_cumprod: must be strictly decreasing in t (abar_t = prod_{s<=t} (1 - beta_s))")
     return alphas_cumprod if hasattr(alphas_cumprod, "shape") else np.asarray(alphas_cumprod, np.float32)
-
-
-def check_sampler(sampler: str) -> None:
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler: expected one of {SAMPLERS}, got {sampler!r}")
 
 
 def check_steps(steps: int, num_timesteps: int | None = None) -> None:
@@ -172,6 +190,37 @@ def spaced_timesteps(steps: int, num_timesteps: int) -> np.ndarray:
     return (2 * i * (num_timesteps - 1) + (steps - 1)) // (2 * (steps - 1))
 
 
+def spaced_abar(alphas_cumprod, steps: int):
+    """Per-step ``(t, abar_t, abar_prev, xp)`` of ``ddpm`` and ``ddim``, in loop order.
+
+    ``t`` runs down ``base.spaced_timesteps`` (``T-1, ..., 0``, int64); ``abar_prev`` is
+    ``abar`` at the next (smaller) timestep of the subset, and 1 for the final step to
+    ``t = -1``. Arrays are float64 numpy (``xp = np``) for a concrete table, float32
+    ``jnp`` for a traced one (``schedule_table``).
+    """
+    table, xp = schedule_table(alphas_cumprod)
+    ts = spaced_timesteps(steps, table.shape[0])[::-1]
+    prev = np.concatenate([ts[1:], [-1]])
+    extended = xp.concatenate([xp.ones((1,), table.dtype), table])
+    return ts, extended[ts + 1], extended[prev + 1], xp
+
+
+def table_row(table: Any, i: int) -> Any:
+    """Row ``i`` of a step table: every field indexed at step ``i`` (what ``step`` takes)."""
+    return jax.tree.map(lambda a: a[i], table)
+
+
+def check_row(row: Any, name: str = "row") -> None:
+    """Refuses a whole step table where one row (scalar fields) is expected.
+
+    Raises:
+      ValueError: naming ``name`` when the first leaf of ``row`` is not a scalar.
+    """
+    leaves = jax.tree.leaves(row)
+    if leaves and jnp.ndim(leaves[0]) != 0:
+        raise ValueError(f"{name}: expected one row of the step table (scalar fields), got fields of shape {jnp.shape(leaves[0])}")
+
+
 # -------------------------------------------------------------------------- denoiser
 
 
@@ -233,8 +282,19 @@ def denoiser_from_apply(
 
 
 def evaluate(denoiser: Denoiser, x_t: jax.Array, t: jax.Array) -> Prediction:
-    """Calls the denoiser and casts its outputs to float32 (bfloat16 networks)."""
+    """Calls the denoiser, checks its output and casts it to float32 (bfloat16 networks).
+
+    Raises:
+      TypeError: naming ``denoiser`` when it returns anything but a ``Prediction``.
+      AssertionError: (chex) when ``eps`` does not have the shape of ``x_t``.
+    """
     pred = denoiser(x_t, jnp.asarray(t, jnp.float32))
+    if not isinstance(pred, Prediction):
+        raise TypeError(
+            f"denoiser: must return a genjax.samplers.Prediction (e.g. Prediction(eps=...)), got {type(pred).__name__}; "
+            "wrap a network that predicts eps, x0 or v with denoiser_from_apply(apply_fn, parameterization=...)"
+        )
+    chex.assert_equal_shape([x_t, pred.eps])
     var_frac = None if pred.var_frac is None else jnp.asarray(pred.var_frac, jnp.float32)
     return Prediction(eps=jnp.asarray(pred.eps, jnp.float32), var_frac=var_frac)
 
@@ -278,3 +338,102 @@ def update_record(buffer: jax.Array, mask_row: jax.Array, x0: jax.Array) -> jax.
 
 def maybe_clip(x0: jax.Array, clip_x0: bool) -> jax.Array:
     return jnp.clip(x0, -1.0, 1.0) if clip_x0 else x0
+
+
+# -------------------------------------------------------------------- the interface
+
+
+class Sampler(abc.ABC):
+    """A diffusion sampler: its options (dataclass fields), its step table and its step.
+
+    Concrete samplers are frozen dataclasses (hashable, so usable as static arguments)
+    that validate their options in ``__post_init__``; ``genjax.samplers.registry`` names
+    them. ``run`` draws a sample as::
+
+        table = sampler.step_table(alphas_cumprod, steps)       # once, on the host
+        state = sampler.init(table, x_T)
+        for i in range(steps):                                   # one lax.scan
+            state, x0_i = sampler.step(table_row(table, i), denoiser, state, keys[i])
+        x = sampler.result(state)
+
+    which is also the recipe for a custom loop. ``state`` is the sampler's carried pytree
+    (``x`` itself unless the sampler needs more, e.g. a multistep solver's history).
+    """
+
+    def num_evaluations(self, steps: int) -> int:
+        """Network evaluations per sample for ``steps`` steps (``steps`` by default)."""
+        check_steps(steps)
+        return steps
+
+    @abc.abstractmethod
+    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod=None) -> np.ndarray:
+        """The ``steps + 1`` times visited, first to last; ``-1`` stands for ``abar = 1``."""
+
+    @abc.abstractmethod
+    def step_table(self, alphas_cumprod, steps: int) -> Any:
+        """The per-step coefficients: a pytree of float32 ``[steps]`` arrays in loop order."""
+
+    def init(self, table: Any, x_T: jax.Array) -> Any:
+        """The carried state at the start from ``x_T`` (DDPM scale); ``x_T`` by default."""
+        del table
+        return x_T
+
+    @abc.abstractmethod
+    def step(self, row: Any, denoiser: Denoiser, state: Any, key: jax.Array) -> tuple[Any, jax.Array]:
+        """One step: ``(state, key) -> (next state, predicted x0)`` for one table row."""
+
+    def result(self, state: Any) -> jax.Array:
+        """The sample held by the final state; the state itself by default."""
+        return state
+
+
+def run(
+    sampler: Sampler,
+    denoiser: Denoiser,
+    alphas_cumprod,
+    key: jax.Array,
+    shape: Sequence[int],
+    *,
+    steps: int,
+    record: Sequence[int] = (),
+    x_T: jax.Array | None = None,
+):
+    """The scan skeleton every sampler runs in: ``sampler.step`` over its step table.
+
+    Builds the table once, draws ``x_T`` and the per-step keys (``split_key``), then
+    ``jax.lax.scan``s ``sampler.step`` over ``(table rows, step keys)``, keeping the
+    predicted ``x_0`` of the steps in ``record`` in a buffer carried by the scan.
+
+    Args:
+      sampler: a ``Sampler`` (its options included).
+      denoiser: ``denoiser(x_t, t) -> Prediction`` for one example.
+      alphas_cumprod: ``abar`` table ``[T]``, strictly decreasing in ``(0, 1)``.
+      key: PRNG key of this sample.
+      shape: shape of one sample.
+      steps: sampler steps, in ``[1, T]``.
+      record: step indices in ``[0, steps)`` after which to keep the predicted ``x_0``.
+      x_T: optional starting noise of ``shape`` in the DDPM scale.
+
+    Returns:
+      The float32 sample of ``shape``, or ``(sample, x0_record [len(record), *shape])`` when
+      ``record`` is not empty.
+    """
+    table = check_alphas_cumprod(alphas_cumprod)
+    check_steps(steps, table.shape[0])
+    record = check_record(record, steps)
+    shape = tuple(int(d) for d in shape)
+    coefs = sampler.step_table(table, steps)
+    x, keys = split_key(key, shape, steps, x_T)
+    mask = jnp.asarray(record_mask(record, steps))
+
+    def body(carry, xs):
+        state, buffer = carry
+        row, key_i, mask_i = xs
+        state, x0 = sampler.step(row, denoiser, state, key_i)
+        return (state, update_record(buffer, mask_i, x0)), None
+
+    buffer = jnp.zeros((len(record),) + shape, jnp.float32)
+    (state, buffer), _ = jax.lax.scan(body, (sampler.init(coefs, x), buffer), (coefs, keys, mask))
+    x = sampler.result(state)
+    chex.assert_shape(x, shape)
+    return (x, buffer) if record else x
