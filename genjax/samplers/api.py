@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
@@ -39,7 +40,7 @@ def num_evaluations(sampler: Sampler | str, steps: int) -> int:
     return as_sampler(sampler).num_evaluations(steps)
 
 
-def timesteps(sampler: Sampler | str, steps: int, T: int, *, alphas_cumprod=None) -> np.ndarray:
+def timesteps(sampler: Sampler | str, steps: int, T: int, *, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
     """The grid of timesteps a sampler walks, ``steps + 1`` entries from the first to the last.
 
     The network is evaluated at the first ``steps`` entries (``Heun`` also at entries
@@ -71,7 +72,7 @@ def timesteps(sampler: Sampler | str, steps: int, T: int, *, alphas_cumprod=None
 
 def sample(
     denoiser: Denoiser,
-    alphas_cumprod,
+    alphas_cumprod: ArrayLike,
     key: jax.Array,
     shape: Sequence[int],
     *,
@@ -106,8 +107,8 @@ def sample(
       x_T: optional starting noise of ``shape`` in the DDPM scale (e.g. ``ddim_encode``).
 
     Returns:
-      The float32 sample of ``shape``, or ``(sample, x0_record [len(record), *shape])`` when
-      ``record`` is not empty.
+      The float32 sample of ``shape``, or ``(sample, x0_record [len(record), *shape])``
+        when ``record`` is not empty.
 
     Raises:
       ValueError: naming the offending argument.
@@ -118,7 +119,7 @@ def sample(
 
 def sample_batch(
     denoiser: Denoiser,
-    alphas_cumprod,
+    alphas_cumprod: ArrayLike,
     key: jax.Array,
     num: int,
     shape: Sequence[int],
@@ -162,7 +163,7 @@ def _check_num(num: int, num_devices: int = 1) -> None:
 
 def build_sampler(
     denoiser_fn_of_params: Callable[[Any], Denoiser],
-    alphas_cumprod,
+    alphas_cumprod: ArrayLike,
     shape: Sequence[int],
     *,
     sampler: Sampler | str,
@@ -186,7 +187,8 @@ def build_sampler(
       denoiser_fn_of_params: ``params -> denoiser``.
       alphas_cumprod: ``abar`` table ``[T]``.
       shape: shape of one sample.
-      sampler, steps: as in ``sample``.
+      sampler: as in ``sample``.
+      steps: as in ``sample``.
       parallel: ``"jit"`` or ``"pmap"``.
       devices: devices to use (default: all of ``jax.devices()``).
 

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import chex
 import jax
+from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
@@ -86,7 +87,7 @@ def _is_tracer(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def check_alphas_cumprod(alphas_cumprod):
+def check_alphas_cumprod(alphas_cumprod: ArrayLike):
     """Validates the ``abar`` table and returns it unchanged.
 
     Raises:
@@ -129,7 +130,7 @@ def check_record(record: Sequence[int], steps: int) -> tuple[int, ...]:
 # ------------------------------------------------------------------------- schedules
 
 
-def schedule_table(alphas_cumprod):
+def schedule_table(alphas_cumprod: ArrayLike):
     """``(table, xp)`` for computing per-step coefficients before the scan.
 
     A concrete table (the usual case) is returned as float64 numpy with ``xp = np``: the
@@ -190,7 +191,7 @@ def spaced_timesteps(steps: int, num_timesteps: int) -> np.ndarray:
     return (2 * i * (num_timesteps - 1) + (steps - 1)) // (2 * (steps - 1))
 
 
-def spaced_abar(alphas_cumprod, steps: int):
+def spaced_abar(alphas_cumprod: ArrayLike, steps: int):
     """Per-step ``(t, abar_t, abar_prev, xp)`` of ``ddpm`` and ``ddim``, in loop order.
 
     ``t`` runs down ``base.spaced_timesteps`` (``T-1, ..., 0``, int64); ``abar_prev`` is
@@ -229,7 +230,7 @@ def denoiser_from_apply(
     *,
     parameterization: str = "eps",
     learned_variance: bool = False,
-    alphas_cumprod,
+    alphas_cumprod: ArrayLike,
 ) -> Denoiser:
     """Wraps a batched network ``apply_fn`` into the single-example denoiser contract.
 
@@ -366,11 +367,11 @@ class Sampler(abc.ABC):
         return steps
 
     @abc.abstractmethod
-    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod=None) -> np.ndarray:
+    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
         """The ``steps + 1`` times visited, first to last; ``-1`` stands for ``abar = 1``."""
 
     @abc.abstractmethod
-    def step_table(self, alphas_cumprod, steps: int) -> Any:
+    def step_table(self, alphas_cumprod: ArrayLike, steps: int) -> Any:
         """The per-step coefficients: a pytree of float32 ``[steps]`` arrays in loop order."""
 
     def init(self, table: Any, x_T: jax.Array) -> Any:
@@ -390,7 +391,7 @@ class Sampler(abc.ABC):
 def run(
     sampler: Sampler,
     denoiser: Denoiser,
-    alphas_cumprod,
+    alphas_cumprod: ArrayLike,
     key: jax.Array,
     shape: Sequence[int],
     *,
@@ -415,8 +416,8 @@ def run(
       x_T: optional starting noise of ``shape`` in the DDPM scale.
 
     Returns:
-      The float32 sample of ``shape``, or ``(sample, x0_record [len(record), *shape])`` when
-      ``record`` is not empty.
+      The float32 sample of ``shape``, or ``(sample, x0_record [len(record), *shape])``
+        when ``record`` is not empty.
     """
     table = check_alphas_cumprod(alphas_cumprod)
     check_steps(steps, table.shape[0])

@@ -13,6 +13,7 @@ import math
 
 import chex
 import jax
+from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
@@ -130,11 +131,11 @@ class DDIM(Sampler):
         if not isinstance(self.clip_x0, (bool, np.bool_)):
             raise TypeError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
 
-    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod=None) -> np.ndarray:
+    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
         """``t_i = round(i (T-1) / (steps-1))`` for ``i = steps-1..0``, then ``-1`` (int64)."""
         return np.concatenate([spaced_timesteps(steps, num_timesteps)[::-1], [-1]]).astype(np.int64)
 
-    def step_table(self, alphas_cumprod, steps: int) -> DDIMStepTable:
+    def step_table(self, alphas_cumprod: ArrayLike, steps: int) -> DDIMStepTable:
         """The per-step coefficients (see ``DDIMStepTable``); precision as ``DDPM.step_table``.
 
         Raises:
@@ -167,7 +168,7 @@ class DDIM(Sampler):
         return ddim_update(state, eps, noise, row, clip_x0=self.clip_x0)
 
 
-def ddim_encode(denoiser: Denoiser, alphas_cumprod, x0: jax.Array, *, steps: int) -> jax.Array:
+def ddim_encode(denoiser: Denoiser, alphas_cumprod: ArrayLike, x0: jax.Array, *, steps: int) -> jax.Array:
     """Deterministic DDIM inversion: runs the ``eta = 0`` ODE of Song et al. (2021, Sec. 4.3,
     eq. 13) forward from data ``x0`` to ``x_T``, on the same timesteps ``DDIM`` uses.
 

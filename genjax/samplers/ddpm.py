@@ -17,6 +17,7 @@ import dataclasses
 
 import chex
 import jax
+from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
@@ -150,11 +151,11 @@ class DDPM(Sampler):
         if not isinstance(self.clip_x0, (bool, np.bool_)):
             raise TypeError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
 
-    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod=None) -> np.ndarray:
+    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
         """``t_i = round(i (T-1) / (steps-1))`` for ``i = steps-1..0``, then ``-1`` (int64)."""
         return np.concatenate([spaced_timesteps(steps, num_timesteps)[::-1], [-1]]).astype(np.int64)
 
-    def step_table(self, alphas_cumprod, steps: int) -> DDPMStepTable:
+    def step_table(self, alphas_cumprod: ArrayLike, steps: int) -> DDPMStepTable:
         """The per-step coefficients (see ``DDPMStepTable``).
 
         Computed in float64 on the host for a concrete ``alphas_cumprod`` (float32 for a

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
@@ -88,11 +89,11 @@ class DPMpp2M(Sampler):
         if not isinstance(self.clip_x0, (bool, np.bool_)):
             raise TypeError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
 
-    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod=None) -> np.ndarray:
+    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
         """``(T-1)(1 - i / steps)``, ``i = 0..steps`` (float64)."""
         return dpmpp_times(steps, num_timesteps)
 
-    def step_table(self, alphas_cumprod, steps: int) -> DPMppStepTable:
+    def step_table(self, alphas_cumprod: ArrayLike, steps: int) -> DPMppStepTable:
         """The per-step coefficients (see ``DPMppStepTable``), float64 on the host for a
         concrete table, float32 for a traced one."""
         table = check_alphas_cumprod(alphas_cumprod)

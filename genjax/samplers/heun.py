@@ -11,6 +11,7 @@ import dataclasses
 import math
 
 import jax
+from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
@@ -41,7 +42,7 @@ def karras_sigmas(steps: int, sigma_min, sigma_max, rho: float = 7.0, xp=np):
     return xp.concatenate([sigmas, xp.zeros((1,), sigmas.dtype)])
 
 
-def heun_times(alphas_cumprod, steps: int, sigma_min=None, sigma_max=None, rho: float = 7.0):
+def heun_times(alphas_cumprod: ArrayLike, steps: int, sigma_min=None, sigma_max=None, rho: float = 7.0):
     """``(sigmas [steps+1], t [steps+1])`` of ``Heun``; ``t = -1`` stands for ``sigma = 0``.
 
     ``sigma_t = sqrt((1 - abar_t) / abar_t)`` is the variance-exploding noise level of
@@ -137,7 +138,7 @@ class Heun(Sampler):
         check_steps(steps)
         return 2 * steps - 1
 
-    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod=None) -> np.ndarray:
+    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
         """The ``t`` of Karras' noise levels, ``abar_at(t) = 1 / (1 + sigma^2)``, then ``-1``.
 
         Raises:
@@ -151,7 +152,7 @@ class Heun(Sampler):
         _, t = heun_times(table, steps, self.sigma_min, self.sigma_max, self.rho)
         return np.asarray(t, dtype=np.float64)
 
-    def step_table(self, alphas_cumprod, steps: int) -> HeunStepTable:
+    def step_table(self, alphas_cumprod: ArrayLike, steps: int) -> HeunStepTable:
         """The noise levels and their model times (see ``HeunStepTable``, ``heun_times``)."""
         sigmas, t = heun_times(check_alphas_cumprod(alphas_cumprod), steps, self.sigma_min, self.sigma_max, self.rho)
         sigmas, t = f32(sigmas), f32(t)

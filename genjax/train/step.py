@@ -38,6 +38,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from genjax.sharding import DATA_AXIS, data_mesh
 from genjax.train.state import TrainState
 from genjax.types import Batch, MeanOverReplicas, Metrics, UpdateFn
 
@@ -50,7 +51,6 @@ UpdateBuilder = Callable[..., UpdateFn]
 average its gradients and metrics with it; under ``jit`` it is the identity."""
 
 BACKENDS = ("jit", "pmap")
-DATA_AXIS = "data"
 
 
 def _identity(tree: Any) -> Any:
@@ -264,7 +264,7 @@ def build_train_step(
 
 
 def _build_jit(spec: Update, devices: tuple[jax.Device, ...]) -> TrainStep:
-    mesh = jax.sharding.Mesh(np.array(devices), (DATA_AXIS,))
+    mesh = data_mesh(devices)
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
     update = spec.build(_identity)
