@@ -5,8 +5,19 @@ VAE, Gumbel-softmax, GAN and diffusion papers with tests and benchmarks.
 
 The gradient estimators for discrete variables (``genjax.estimators``) are exported here,
 so that ``genjax.gumbel_softmax(key, logits, temperature=0.5, hard=True)`` works in any
-JAX model.
+JAX model. The subpackages load on first use (``genjax.samplers``, ``genjax.train``, ...):
+
+* ``genjax.models``: one module per family (``vae``, ``gumbel``, ``gan``, ``diffusion``,
+  ``sohl_dickstein``): Flax modules, losses and updates on plain pytrees.
+* ``genjax.samplers``: the diffusion samplers, their registry and scan skeleton.
+* ``genjax.train``: the update contract, the jit and pmap back ends, the loop, checkpoints.
+* ``genjax.experiment``: configs to runs (``train``, ``evaluate``, ``sample``, ``load_run``).
+* ``genjax.nn``, ``genjax.metrics``, ``genjax.data``, ``genjax.distributions``,
+  ``genjax.keys``, ``genjax.types``, ``genjax.sharding``, ``genjax.viz``.
 """
+
+import importlib
+from types import ModuleType
 
 from genjax.estimators import (
     bernoulli_kl,
@@ -27,7 +38,32 @@ from genjax.estimators import (
 
 __version__ = "0.1.0"
 
+SUBMODULES = (
+    "data",
+    "distributions",
+    "estimators",
+    "experiment",
+    "keys",
+    "metrics",
+    "models",
+    "nn",
+    "samplers",
+    "sharding",
+    "train",
+    "types",
+    "viz",
+)
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Imports ``genjax.<name>`` on first access, so that ``import genjax`` stays light."""
+    if name in SUBMODULES:
+        return importlib.import_module(f"genjax.{name}")
+    raise AttributeError(f"module 'genjax' has no attribute {name!r}")
+
+
 __all__ = [
+    *SUBMODULES,
     "bernoulli_kl",
     "bernoulli_log_prob_logits",
     "categorical_kl_uniform",
