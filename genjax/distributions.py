@@ -29,7 +29,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from genjax._checks import categorical_logits, check_temperature, compute_dtype, floating
+from genjax._checks import (
+    categorical_logits,
+    check_temperature,
+    compute_dtype,
+    floating,
+)
 
 ArrayLike = jax.typing.ArrayLike
 _LOG_2PI = math.log(2.0 * math.pi)

@@ -23,7 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from genjax._checks import categorical_logits, check_temperature, compute_dtype, concrete, floating
+from genjax._checks import (
+    categorical_logits,
+    check_temperature,
+    compute_dtype,
+    concrete,
+    floating,
+)
 from genjax.distributions import masked_log_softmax
 
 __all__ = [

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.metrics import bits_per_dim, vlb_terms
 from genjax.distributions import discretized_gaussian_log_likelihood
+from genjax.metrics import bits_per_dim, vlb_terms
 from genjax.models import diffusion as D
 
 

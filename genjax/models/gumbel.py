@@ -28,7 +28,12 @@ import jax
 import jax.numpy as jnp
 
 from genjax import estimators as est
-from genjax.distributions import bernoulli_kl, bernoulli_log_prob, categorical_kl_uniform, categorical_log_prob
+from genjax.distributions import (
+    bernoulli_kl,
+    bernoulli_log_prob,
+    categorical_kl_uniform,
+    categorical_log_prob,
+)
 from genjax.nn.mlp import MLP
 
 Params = chex.ArrayTree

@@ -58,6 +58,8 @@ mean and variance (Gaussian) of the exact reverse kernel ``q(x_{t-1} | x_t)``. P
 
 All math is written for one example (``x_0`` of shape ``[data_dim]``) and batched
 with ``jax.vmap``; quantities are in nats (divide by ``log 2`` for bits).
+The reverse network is ``genjax.nn.sohl_dickstein_net.ReverseMLP``; the paper's toy
+data are ``genjax.data.toy_sequences`` (heartbeat) and ``genjax.data.toy2d.SwissRoll``.
 """
 
 from __future__ import annotations
@@ -73,7 +75,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genjax.distributions import bernoulli_entropy, bernoulli_kl, bernoulli_log_prob, normal_entropy, normal_kl, normal_log_prob
+from genjax.distributions import (
+    bernoulli_entropy,
+    bernoulli_kl,
+    bernoulli_log_prob,
+    normal_entropy,
+    normal_kl,
+    normal_log_prob,
+)
 from genjax.nn.mlp import get_activation
 from genjax.nn.sohl_dickstein_net import ReverseMLP
 
