@@ -3,9 +3,10 @@
 Unrelated to the probabilistic-programming package GenJAX; this library implements the
 VAE, Gumbel-softmax, GAN and diffusion papers with tests and benchmarks.
 
-The gradient estimators for discrete variables (``genjax.estimators``) are exported here,
-so that ``genjax.gumbel_softmax(key, logits, temperature=0.5, hard=True)`` works in any
-JAX model. The subpackages load on first use (``genjax.samplers``, ``genjax.train``, ...):
+The gradient estimators for discrete variables (``genjax.estimators``) and the densities
+and KL divergences of their distributions (``genjax.distributions``) are exported here, so
+that ``genjax.gumbel_softmax(key, logits, temperature=0.5, hard=True)`` works in any JAX
+model. The subpackages load on first use (``genjax.samplers``, ``genjax.train``, ...):
 
 * ``genjax.models``: one module per family (``vae``, ``gumbel``, ``gan``, ``diffusion``,
   ``sohl_dickstein``): Flax modules, losses and updates on plain pytrees.
@@ -19,16 +20,18 @@ JAX model. The subpackages load on first use (``genjax.samplers``, ``genjax.trai
 import importlib
 from types import ModuleType
 
-from genjax.estimators import (
+from genjax.distributions import (
     bernoulli_kl,
-    bernoulli_log_prob_logits,
+    bernoulli_log_prob,
     categorical_kl_uniform,
     categorical_log_prob,
+    gumbel_softmax_log_prob,
+    relaxed_bernoulli_log_prob,
+)
+from genjax.estimators import (
     ema_baseline_update,
     gumbel_softmax,
-    gumbel_softmax_log_prob,
     relaxed_bernoulli,
-    relaxed_bernoulli_log_prob,
     sample_gumbel,
     score_function_surrogate,
     straight_through_bernoulli,
@@ -65,7 +68,7 @@ def __getattr__(name: str) -> ModuleType:
 __all__ = [
     *SUBMODULES,
     "bernoulli_kl",
-    "bernoulli_log_prob_logits",
+    "bernoulli_log_prob",
     "categorical_kl_uniform",
     "categorical_log_prob",
     "ema_baseline_update",

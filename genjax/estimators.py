@@ -6,6 +6,9 @@ the Binary Concrete of Maddison, Mnih & Teh, arXiv:1611.00712. Plain straight-th
 Bengio et al., arXiv:1308.3432, slope-annealed as in Chung et al., arXiv:1609.01704.
 Score function: REINFORCE (Williams, 1992).
 
+The log-densities, log-probabilities and KL divergences of these distributions live in
+``genjax.distributions``.
+
 A logit of ``-inf`` masks a class (never sampled, zero probability, zero gradient). Values
 and gradients stay NaN-free for masked classes and logits of +-1e4 while one class is finite.
 Arithmetic runs in float32 (float64 under x64) and results come back in the input's floating
@@ -20,23 +23,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from genjax._checks import (
+    categorical_logits,
+    check_temperature,
+    compute_dtype,
+    concrete,
+    floating,
+)
+from genjax.distributions import masked_log_softmax
+
 __all__ = [
     "sample_gumbel", "gumbel_softmax", "relaxed_bernoulli", "straight_through_categorical",
-    "straight_through_bernoulli", "gumbel_softmax_log_prob", "relaxed_bernoulli_log_prob",
-    "categorical_kl_uniform", "bernoulli_kl", "categorical_log_prob", "bernoulli_log_prob_logits",
-    "temperature_schedule", "score_function_surrogate", "ema_baseline_update",
+    "straight_through_bernoulli", "temperature_schedule", "score_function_surrogate", "ema_baseline_update",
 ]  # fmt: skip
 
 ArrayLike = jax.typing.ArrayLike
-_TRACED = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError)
-
-
-def _concrete(x: ArrayLike) -> np.ndarray | None:
-    """The value of ``x`` if known at trace time, else None."""
-    try:
-        return np.asarray(x)
-    except _TRACED:
-        return None
 
 
 def _check_key(key: jax.Array) -> None:
@@ -50,54 +51,8 @@ def _check_key(key: jax.Array) -> None:
         )
 
 
-def _check_temperature(temperature: ArrayLike) -> None:
-    """A scalar; positive when its value is known (a traced temperature cannot be checked)."""
-    if jnp.ndim(temperature) != 0:
-        raise ValueError(f"temperature: expected a scalar, got shape {jnp.shape(temperature)}")
-    value = _concrete(temperature)
-    if value is not None and not value > 0:
-        raise ValueError(f"temperature: expected a positive number, got {value}")
-
-
-def _floating(x: ArrayLike, name: str) -> jax.Array:
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"{name}: expected a floating dtype, got {x.dtype}")
-    return x
-
-
-def _categorical_logits(logits: ArrayLike, axis: int) -> tuple[jax.Array, int]:
-    """Validates categorical logits; returns them and the non-negative class axis."""
-    logits = _floating(logits, "logits")
-    if logits.ndim == 0:
-        raise ValueError("logits: expected at least one (class) dimension, got a scalar")
-    if not isinstance(axis, (int, np.integer)) or not -logits.ndim <= axis < logits.ndim:
-        raise ValueError(f"axis: expected an int in [{-logits.ndim}, {logits.ndim}), got {axis}")
-    axis %= logits.ndim
-    if logits.shape[axis] < 2:
-        raise ValueError(f"logits: class axis {axis} must have size >= 2, got shape {logits.shape}")
-    return logits, axis
-
-
-def _compute_dtype(dtype: jnp.dtype) -> jnp.dtype:
-    return jnp.promote_types(dtype, jnp.float32)
-
-
-def _masked_log_softmax(x: jax.Array, mask: jax.Array, axis: int, temperature: ArrayLike = 1.0) -> jax.Array:
-    """log_softmax(x / temperature) over the entries where ``mask`` holds; 0 elsewhere.
-
-    Double ``where``: masked entries never reach the division, ``exp`` or a difference of
-    infinities, so their gradients (also the temperature's) are exact zeros, not NaN.
-    """
-    x = jnp.where(mask, x, 0.0) / temperature
-    shift = lax.stop_gradient(jnp.max(jnp.where(mask, x, -jnp.inf), axis=axis, keepdims=True))
-    shifted = jnp.where(mask, x - shift, 0.0)
-    lse = jnp.log(jnp.sum(jnp.where(mask, jnp.exp(shifted), 0.0), axis=axis, keepdims=True))
-    return jnp.where(mask, shifted - lse, 0.0)
-
-
 def _masked_softmax(x: jax.Array, mask: jax.Array, axis: int, temperature: ArrayLike = 1.0) -> jax.Array:
-    return jnp.where(mask, jnp.exp(_masked_log_softmax(x, mask, axis, temperature)), 0.0)
+    return jnp.where(mask, jnp.exp(masked_log_softmax(x, mask, axis, temperature)), 0.0)
 
 
 @jax.custom_jvp
@@ -125,9 +80,9 @@ def _categorical_noise(key, logits, temperature, axis):
     """Validates a categorical sampler's arguments. Returns logits and logits + Gumbel noise in
     the compute dtype, the finite-class mask, the non-negative axis and tau."""
     _check_key(key)
-    _check_temperature(temperature)
-    logits, axis = _categorical_logits(logits, axis)
-    cdt = _compute_dtype(logits.dtype)
+    check_temperature(temperature)
+    logits, axis = categorical_logits(logits, axis)
+    cdt = compute_dtype(logits.dtype)
     x = logits.astype(cdt)
     return x, x + sample_gumbel(key, logits.shape, cdt), logits != -jnp.inf, axis, jnp.asarray(temperature, cdt)
 
@@ -166,9 +121,9 @@ def gumbel_softmax(
 def _noisy_logits(key, logits, temperature) -> tuple[jax.Array, jax.Array]:
     """Validated logistic-noised logits z = l + log u - log(1 - u), and tau, in the compute dtype."""
     _check_key(key)
-    _check_temperature(temperature)
-    logits = _floating(logits, "logits")
-    cdt = _compute_dtype(logits.dtype)
+    check_temperature(temperature)
+    logits = floating(logits, "logits")
+    cdt = compute_dtype(logits.dtype)
     noisy = logits.astype(cdt) + jax.random.logistic(key, logits.shape, cdt)
     return noisy, jnp.asarray(temperature, cdt)
 
@@ -244,113 +199,6 @@ def straight_through_bernoulli(key: jax.Array, logits: ArrayLike, *, temperature
     return _straight_through(soft, (noisy > 0).astype(logits.dtype))
 
 
-def _log_clamped(x: jax.Array) -> jax.Array:
-    """log(x) with x clamped to the smallest normal float, so underflowed samples stay finite."""
-    return jnp.log(jnp.maximum(x, jnp.finfo(x.dtype).tiny))
-
-
-def _density_args(y: ArrayLike, logits: jax.Array, temperature: ArrayLike):
-    _check_temperature(temperature)
-    y = _floating(y, "y")
-    if y.shape != logits.shape:
-        raise ValueError(f"y: expected the shape of logits {logits.shape}, got {y.shape}")
-    cdt = _compute_dtype(jnp.result_type(y, logits))
-    return y.astype(cdt), logits.astype(cdt), jnp.asarray(temperature, cdt), jnp.result_type(y, logits)
-
-
-def gumbel_softmax_log_prob(y: ArrayLike, logits: ArrayLike, *, temperature: ArrayLike, axis: int = -1) -> jax.Array:
-    """Log-density of the Gumbel-softmax distribution, Jang et al., arXiv:1611.01144, eq. (2).
-
-    p(y) = Gamma(k) tau^(k-1) (sum_i pi_i / y_i^tau)^(-k) prod_i pi_i / y_i^(tau+1), with
-    respect to Lebesgue measure on the first k-1 coordinates of the simplex, computed in log
-    space with a logsumexp. Masked classes (logit ``-inf``) are absent: k counts the finite
-    classes only and their ``y`` entries are ignored. Entries of ``y`` that underflowed to
-    0 are clamped to the smallest normal float.
-
-    Args:
-      y: points on the simplex, the shape of ``logits``.
-      logits: unnormalised log pi; ``-inf`` masks a class.
-      temperature: tau > 0, a scalar.
-      axis: the class axis, reduced over.
-
-    Returns:
-      log p(y), of shape ``logits.shape`` without ``axis``.
-    """
-    logits, axis = _categorical_logits(logits, axis)
-    y, x, tau, dtype = _density_args(y, logits, temperature)
-    mask = logits != -jnp.inf
-    log_pi = _masked_log_softmax(x, mask, axis)
-    log_y = _log_clamped(jnp.where(mask, y, 1.0))
-    k = jnp.sum(mask, axis=axis, dtype=x.dtype)
-    lse = jax.nn.logsumexp(jnp.where(mask, log_pi - tau * log_y, 0.0), axis=axis, where=mask)
-    total = jnp.sum(jnp.where(mask, log_pi - (tau + 1.0) * log_y, 0.0), axis=axis)
-    out = lax.lgamma(k) + (k - 1.0) * jnp.log(tau) - k * lse + total
-    return out.astype(dtype)
-
-
-def relaxed_bernoulli_log_prob(y: ArrayLike, logits: ArrayLike, *, temperature: ArrayLike) -> jax.Array:
-    """Elementwise log-density of the Binary Concrete, Maddison et al., arXiv:1611.00712.
-
-    p(y) = tau a y^(-tau-1) (1-y)^(-tau-1) / (a y^(-tau) + (1-y)^(-tau))^2 with a = exp(l);
-    equal to ``gumbel_softmax_log_prob`` of (1-y, y) with logits (0, l).
-    """
-    logits = _floating(logits, "logits")
-    y, x, tau, dtype = _density_args(y, logits, temperature)
-    log_y, log_1my = _log_clamped(y), _log_clamped(1.0 - y)
-    out = jnp.log(tau) + x - (tau + 1.0) * (log_y + log_1my) - 2.0 * jnp.logaddexp(x - tau * log_y, -tau * log_1my)
-    return out.astype(dtype)
-
-
-def categorical_kl_uniform(logits: ArrayLike, *, axis: int = -1) -> jax.Array:
-    """KL(Cat(softmax(logits)) || Uniform(k)) = sum_i p_i log p_i + log k, reduced over ``axis``.
-
-    The KL term of the categorical VAE ELBO (arXiv:1611.01144, sec. 4.2). k counts the
-    finite classes; masked ones contribute 0 log 0 = 0.
-    """
-    logits, axis = _categorical_logits(logits, axis)
-    x, mask = logits.astype(_compute_dtype(logits.dtype)), logits != -jnp.inf
-    log_p = _masked_log_softmax(x, mask, axis)
-    neg_entropy = jnp.sum(jnp.where(mask, jnp.exp(log_p) * log_p, 0.0), axis=axis)
-    return (neg_entropy + jnp.log(jnp.sum(mask, axis=axis, dtype=x.dtype))).astype(logits.dtype)
-
-
-def bernoulli_kl(logits: ArrayLike, prior_logit: ArrayLike = 0.0) -> jax.Array:
-    """Elementwise KL(Bern(sigmoid(logits)) || Bern(sigmoid(prior_logit))), from log-sigmoids."""
-    logits = _floating(logits, "logits")
-    x = logits.astype(_compute_dtype(logits.dtype))
-    prior = jnp.asarray(prior_logit, x.dtype)
-    p = jax.nn.sigmoid(x)
-    kl = p * (jax.nn.log_sigmoid(x) - jax.nn.log_sigmoid(prior))
-    kl += (1.0 - p) * (jax.nn.log_sigmoid(-x) - jax.nn.log_sigmoid(-prior))
-    return kl.astype(logits.dtype)
-
-
-def categorical_log_prob(one_hot: ArrayLike, logits: ArrayLike, *, axis: int = -1) -> jax.Array:
-    """log q(z) = sum_i z_i log softmax(logits)_i of a one-hot sample z, reduced over ``axis``.
-
-    The log q of the score-function estimator. A sample on a masked class gives ``-inf``;
-    samples on finite classes have finite values and gradients.
-    """
-    logits, axis = _categorical_logits(logits, axis)
-    z = _floating(one_hot, "one_hot")
-    if z.shape != logits.shape:
-        raise ValueError(f"one_hot: expected the shape of logits {logits.shape}, got {z.shape}")
-    cdt = _compute_dtype(jnp.result_type(z, logits))
-    mask = logits != -jnp.inf
-    log_p = _masked_log_softmax(logits.astype(cdt), mask, axis)
-    terms = jnp.where(mask, z.astype(cdt) * log_p, jnp.where(z != 0, -jnp.inf, 0.0))
-    return jnp.sum(terms, axis=axis).astype(jnp.result_type(z, logits))
-
-
-def bernoulli_log_prob_logits(z: ArrayLike, logits: ArrayLike) -> jax.Array:
-    """Elementwise log Bern(z; sigmoid(logits)) = z log sigmoid(l) + (1 - z) log sigmoid(-l)."""
-    logits, z = _floating(logits, "logits"), _floating(z, "z")
-    cdt = _compute_dtype(jnp.result_type(z, logits))
-    x, z32 = logits.astype(cdt), z.astype(cdt)
-    out = z32 * jax.nn.log_sigmoid(x) + (1.0 - z32) * jax.nn.log_sigmoid(-x)
-    return out.astype(jnp.result_type(z, logits))
-
-
 def temperature_schedule(
     step: ArrayLike, *, tau0: float = 1.0, tau_min: float = 0.5, rate: float, every: int = 1
 ) -> jax.Array:
@@ -384,7 +232,7 @@ def score_function_surrogate(cost: ArrayLike, log_q: ArrayLike, baseline: ArrayL
 
 def ema_baseline_update(baseline: ArrayLike, value: ArrayLike, *, decay: ArrayLike) -> jax.Array:
     """Moving-average baseline ``decay * baseline + (1 - decay) * stop_gradient(value)``."""
-    d = _concrete(decay)
+    d = concrete(decay)
     if d is not None and not (np.all(d >= 0) and np.all(d < 1)):
         raise ValueError(f"decay: expected a value in [0, 1), got {d}")
     return decay * jnp.asarray(baseline) + (1.0 - decay) * lax.stop_gradient(value)

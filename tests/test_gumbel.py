@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from genjax.models import gumbel as G
-from genjax.models.vae import bernoulli_log_prob
+from genjax.distributions import bernoulli_log_prob
 from genjax.train import Checkpointer, LossUpdate, build_train_step, create_train_state, make_optimizer, train
 
 CAT = G.DiscreteLatent("categorical", num_vars=2, num_classes=3)
@@ -50,7 +50,7 @@ def _exact_elbo(params, x):
     total = 0.0
     for z in _all_values(CAT):
         q = float(jnp.prod(jnp.sum(probs * z, -1)))
-        log_lik = float(bernoulli_log_prob(x, VAE.apply(params, z, method=G.DiscreteVAE.decode)))
+        log_lik = float(jnp.sum(bernoulli_log_prob(x, VAE.apply(params, z, method=G.DiscreteVAE.decode))))
         total += q * (log_lik - math.log(q) - CAT.num_vars * math.log(CAT.num_classes))
     return total
 
@@ -114,12 +114,12 @@ def test_score_function_loss_gradient_is_unbiased_for_the_encoder():
         total = 0.0
         for z in _all_values(CAT):
             q = jnp.prod(jnp.sum(probs * z, -1))
-            total += q * bernoulli_log_prob(x, VAE.apply(params, z, method=G.DiscreteVAE.decode))
+            total += q * jnp.sum(bernoulli_log_prob(x, VAE.apply(params, z, method=G.DiscreteVAE.decode)))
         return total
 
     def surrogate(lg, key):
         z = G.sample_latent(key, lg, CAT, "score_function", 1.0)
-        cost = -bernoulli_log_prob(x, VAE.apply(params, z, method=G.DiscreteVAE.decode))
+        cost = -jnp.sum(bernoulli_log_prob(x, VAE.apply(params, z, method=G.DiscreteVAE.decode)))
         log_q = G.latent_log_prob(z, lg, CAT)
         value, _ = G.surrogate_cost(G.EstimatorConfig("score_function"), cost[None], log_q[None], {"baseline": jnp.float32(4.0)})
         return -value[0]
@@ -140,7 +140,7 @@ def test_sbn_bound_converges_to_enumerated_likelihood():
         for h2 in _all_values(BERN):
             lp2 = float(G.latent_log_prob(jnp.asarray(h2), SBN.apply(params, jnp.asarray(h1), 1, method=G.SBN.layer_logits), BERN))
             out = SBN.apply(params, jnp.asarray(h2), method=G.SBN.output_logits)
-            log_lik = float(bernoulli_log_prob(xl, out))
+            log_lik = float(jnp.sum(bernoulli_log_prob(xl, out)))
             log_p = np.logaddexp(log_p, lp1 + lp2 + log_lik)
             expected_1 -= math.exp(lp1 + lp2) * log_lik
     nll = jax.vmap(lambda k: G.sbn_test_nll(SBN, params, xu, xl, k, 2000, 500))(jax.random.split(jax.random.key(7), 8))

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.data.toy2d import sample_toy2d
+from genjax.data.toy2d import SwissRoll, sample_toy2d
+from genjax.data.toy_sequences import heartbeat_sequences, sample_heartbeat
 from genjax.models import sohl_dickstein as sd
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -124,7 +125,7 @@ def test_binomial_bound_is_below_the_exact_log_likelihood_for_any_params(key):
     the largest expected bound of all."""
     model = sd.BinomialDiffusion(data_dim=4, num_steps=4, hidden=(16,))
     states = np.array(list(itertools.product([0.0, 1.0], repeat=4)), np.float32)
-    data = sd.heartbeat_sequences(length=4, period=2)
+    data = heartbeat_sequences(length=4, period=2)
     beats = [int(np.flatnonzero((states == row).all(1))[0]) for row in data]
     k_oracle, log_p_oracle = _binomial_exact(model, model.oracle_reverse(data), states)
     assert np.all(k_oracle <= log_p_oracle + 1e-5)
@@ -236,7 +237,7 @@ def test_gaussian_bound_is_below_the_exact_log_likelihood(key):
 
 def test_binomial_forward_chain_ends_at_bernoulli_half(key):
     model = sd.BinomialDiffusion(data_dim=20, num_steps=2000, hidden=(4,))
-    x0 = jnp.asarray(sd.heartbeat_sequences()[np.arange(400) % 5])
+    x0 = jnp.asarray(heartbeat_sequences()[np.arange(400) % 5])
     path = jax.jit(model.forward_trajectory)(x0, key)
     n = x0.size
     assert abs(float(path[-1].mean()) - 0.5) < 4 * math.sqrt(0.25 / n)
@@ -274,14 +275,14 @@ def test_gaussian_schedule_and_forward_marginal(key):
 
 
 def test_heartbeat_data_and_null_model():
-    seqs = sd.heartbeat_sequences()
+    seqs = heartbeat_sequences()
     assert seqs.shape == (5, 20) and np.all(seqs.sum(1) == 4) and np.all(seqs.sum(0) == 1)
     x = seqs[np.arange(1000) % 5]
     h = -(0.2 * math.log2(0.2) + 0.8 * math.log2(0.8))
     np.testing.assert_allclose(sd.independent_bernoulli_log_likelihood(x) / math.log(2), -20 * h, rtol=1e-9)
     # the paper's two numbers are consistent with this null model: -2.414 - (-20 H(0.2)) = 12.024
     assert abs(-2.414 + 20 * h - 12.024) < 2e-3
-    s = sd.sample_heartbeat(np.random.default_rng(0), 500)
+    s = sample_heartbeat(np.random.default_rng(0), 500)
     assert {tuple(r) for r in s} <= {tuple(r) for r in seqs}
 
 
@@ -295,10 +296,9 @@ def _script():
 
 
 def test_swiss_roll_standardisation_and_density_match_toy2d(key):
-    """The script's swiss roll is toy2d's: same moments, and its quadrature density is the density of
-    toy2d's sampler: E_{y ~ toy2d}[phi(y) / p(y)] = 1 for any density phi."""
-    run = _script()
-    data = run.SwissRoll(grid=2000)
+    """The standardised swiss roll is toy2d's: same moments, and its quadrature density is the density
+    of toy2d's sampler: E_{y ~ toy2d}[phi(y) / p(y)] = 1 for any density phi."""
+    data = SwissRoll(grid=2000)
     x = np.asarray(sample_toy2d(key, "swiss_roll", 100000), np.float64)
     np.testing.assert_allclose(x.mean(0), data.mean, atol=0.01)
     np.testing.assert_allclose(math.sqrt(np.mean((x - x.mean(0)) ** 2)), data.scale, rtol=0.01)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 import pathlib
@@ -50,6 +49,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from genjax.data.toy2d import SWISS_DIVISOR, SWISS_NOISE, SwissRoll
+from genjax.data.toy_sequences import heartbeat_sequences, sample_heartbeat
 from genjax.hardware import device_description
 from genjax.models import sohl_dickstein as sd
 from genjax.train import (
@@ -66,10 +67,6 @@ from genjax.train import (
 
 HERE = pathlib.Path(__file__).resolve().parent
 LOG2 = math.log(2.0)
-
-# genjax.data.toy2d's swiss roll, repeated here for the quadrature (tests check they agree).
-SWISS_NOISE = 0.25
-SWISS_DIVISOR = 7.5
 
 PAPER = {"swiss_roll_K_bits": 2.35, "swiss_roll_K_minus_isotropic_bits": 6.45, "heartbeat_K_bits": -2.414, "heartbeat_K_minus_independent_bits": 12.024}
 
@@ -111,78 +108,7 @@ TINY = {
 }
 
 
-# ---------------------------------------------------------------- swiss roll data
-
-
-def swiss_roll_curve(u: np.ndarray) -> np.ndarray:
-    """The noise-free roll of ``sample_toy2d(.., "swiss_roll", ..)`` at parameter ``u`` in [0, 1]."""
-    tau = 1.5 * np.pi * (1.0 + 2.0 * np.asarray(u, np.float64))
-    return np.stack([tau * np.cos(tau), tau * np.sin(tau)], axis=-1) / SWISS_DIVISOR
-
-
-@dataclasses.dataclass(frozen=True)
-class SwissRoll:
-    """The standardised swiss roll: ``y = (x - mean) / scale``, x on the roll of ``sample_toy2d``.
-
-    ``x = curve(u) + noise * eps`` with ``u ~ U(0, 1)``, ``eps ~ N(0, I)``; with the default
-    ``noise = 0.25 / 7.5`` this is exactly the distribution of ``sample_toy2d(key,
-    "swiss_roll", n)`` (tests compare the two). ``mean`` and ``scale`` (the root mean
-    per-coordinate variance) are exact, by midpoint quadrature over u with ``grid``
-    points; so is the density.
-
-    Attributes:
-      noise: standard deviation of the noise in toy2d's units.
-      grid: quadrature points along the roll.
-    """
-
-    noise: float = SWISS_NOISE / SWISS_DIVISOR
-    grid: int = 20000
-
-    @functools.cached_property
-    def nodes(self) -> np.ndarray:
-        return swiss_roll_curve((np.arange(self.grid) + 0.5) / self.grid)
-
-    @functools.cached_property
-    def mean(self) -> np.ndarray:
-        return self.nodes.mean(0)
-
-    @functools.cached_property
-    def scale(self) -> float:
-        centred = self.nodes - self.mean
-        return float(math.sqrt(np.mean(np.sum(centred**2, axis=1)) / 2.0 + self.noise**2))
-
-    def sample(self, key: jax.Array, num: int) -> np.ndarray:
-        """``num`` standardised samples, float32 [num, 2]."""
-        k_u, k_eps = jax.random.split(key)
-        u = np.asarray(jax.random.uniform(k_u, (num,)), np.float64)
-        x = swiss_roll_curve(u) + self.noise * np.asarray(jax.random.normal(k_eps, (num, 2)), np.float64)
-        return ((x - self.mean) / self.scale).astype(np.float32)
-
-    def _map_chunks(self, fn: Any, y: np.ndarray, chunk: int) -> np.ndarray:
-        centres = jnp.asarray((self.nodes - self.mean) / self.scale, jnp.float32)
-        sigma = jnp.float32(self.noise / self.scale)
-        y = np.asarray(y, np.float32)
-        return np.concatenate([np.asarray(fn(jnp.asarray(y[i : i + chunk]), centres, sigma)) for i in range(0, y.shape[0], chunk)]).astype(np.float64)
-
-    def distance_to_roll(self, y: np.ndarray, chunk: int = 512) -> np.ndarray:
-        """Distance of standardised points ``y`` [n, 2] to the noise-free roll, in units of the noise std."""
-        return self._map_chunks(_distance_to_nodes, y, chunk)
-
-    def log_density(self, y: np.ndarray, chunk: int = 512) -> np.ndarray:
-        """Exact log-density (nats) of the standardised data at ``y`` [n, 2] (quadrature over u)."""
-        return self._map_chunks(_tube_log_density, y, chunk)
-
-
-@jax.jit
-def _distance_to_nodes(points: jax.Array, centres: jax.Array, sigma: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.min(jnp.sum((points[:, None, :] - centres[None, :, :]) ** 2, axis=-1), axis=1)) / sigma
-
-
-@jax.jit
-def _tube_log_density(points: jax.Array, centres: jax.Array, sigma: jax.Array) -> jax.Array:
-    """``log mean_j N(points; centres_j, sigma^2 I)`` in 2D."""
-    sq = jnp.sum((points[:, None, :] - centres[None, :, :]) ** 2, axis=-1)
-    return jax.nn.logsumexp(-0.5 * sq / sigma**2, axis=1) - jnp.log(jnp.float32(centres.shape[0])) - jnp.log(2.0 * jnp.pi * sigma**2)
+# ---------------------------------------------------------------- null model
 
 
 def isotropic_gaussian_log_likelihood(x: np.ndarray) -> float:
@@ -320,19 +246,19 @@ def run_heartbeat(cfg: RunConfig, workdir: pathlib.Path, seed: int, tiny: bool) 
     model = sd.BinomialDiffusion(data_dim=20, num_steps=cfg.num_steps, hidden=cfg.hidden, activation=cfg.activation)
 
     def batches(step: int) -> dict[str, np.ndarray]:
-        return {"x0": sd.sample_heartbeat(np.random.default_rng([seed, 200, step]), cfg.batch_size)}
+        return {"x0": sample_heartbeat(np.random.default_rng([seed, 200, step]), cfg.batch_size)}
 
     params, record = train_model("heartbeat", model, cfg, batches, workdir, seed + 1)
     tic = time.perf_counter()
     # Stratified: every offset equally often (the expectation over x_0 is then exact).
-    x_eval = sd.heartbeat_sequences()[np.arange(cfg.eval_examples) % 5]
+    x_eval = heartbeat_sequences()[np.arange(cfg.eval_examples) % 5]
     bound = sd.evaluate_bound(model, params, x_eval, jax.random.key(seed + 11), chunk=50)
     k, k_se = mean_and_stderr(bound["k"] / LOG2)
     l_null = sd.independent_bernoulli_log_likelihood(x_eval) / LOG2
     oracle = {}
     if cfg.oracle_examples:
         n = cfg.oracle_examples  # a multiple of 5 keeps the offsets balanced
-        best = sd.evaluate_bound(model, params, x_eval[:n], jax.random.key(seed + 11), chunk=50, reverse=model.oracle_reverse(sd.heartbeat_sequences()))
+        best = sd.evaluate_bound(model, params, x_eval[:n], jax.random.key(seed + 11), chunk=50, reverse=model.oracle_reverse(heartbeat_sequences()))
         ok, ok_se = mean_and_stderr(best["k"] / LOG2)
         gain, gain_se = mean_and_stderr((best["k"] - bound["k"][:n]) / LOG2)
         oracle = {
@@ -344,7 +270,7 @@ def run_heartbeat(cfg: RunConfig, workdir: pathlib.Path, seed: int, tiny: bool) 
         }
         print(f"[heartbeat] best factorised Bernoulli kernels for this schedule: K = {ok:.3f} +- {ok_se:.3f} bits, {gain:.3f} +- {gain_se:.3f} above the learned (paired, {n} examples)", flush=True)
     samples = np.asarray(jax.jit(lambda p, k: model.sample(p, k, cfg.figure_samples // 4))(params, jax.random.key(seed + 12)))
-    valid = np.any(np.all(samples[:, None, :] == sd.heartbeat_sequences()[None], axis=-1), axis=1)
+    valid = np.any(np.all(samples[:, None, :] == heartbeat_sequences()[None], axis=-1), axis=1)
     metrics = {
         "heartbeat_K_bits": k,
         "heartbeat_K_bits_stderr": k_se,
@@ -396,7 +322,7 @@ def plot_trajectories(forward: dict[int, np.ndarray], reverse: np.ndarray, noise
 def plot_heartbeat(samples: np.ndarray, num_steps: int, path: pathlib.Path) -> None:
     """Training data (5 sequences) and 40 samples of the reverse process as binary images."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), gridspec_kw={"width_ratios": [1, 3]})
-    axes[0].imshow(sd.heartbeat_sequences(), cmap="gray_r", aspect="auto", interpolation="nearest")
+    axes[0].imshow(heartbeat_sequences(), cmap="gray_r", aspect="auto", interpolation="nearest")
     axes[0].set_title("data (all 5 sequences)")
     axes[1].imshow(samples[:40], cmap="gray_r", aspect="auto", interpolation="nearest")
     axes[1].set_title(f"40 samples of the reverse diffusion (T = {num_steps})")

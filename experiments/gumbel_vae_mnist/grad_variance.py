@@ -42,10 +42,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from genjax import estimators, experiment  # noqa: E402
+from genjax.distributions import bernoulli_log_prob  # noqa: E402
 from genjax.experiment.base import eval_images  # noqa: E402
 from genjax.models import gumbel  # noqa: E402
 from genjax.models.gumbel import ANNEALED  # noqa: E402
-from genjax.models.vae import bernoulli_log_prob  # noqa: E402
 from genjax.train.checkpoint import CheckpointError  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -58,7 +58,7 @@ def make_logit_gradient(model: gumbel.DiscreteVAE, params: dict) -> Callable[...
 
     def neg_elbo(logits: jax.Array, x: jax.Array, key: jax.Array, baseline: jax.Array, estimator: str, tau: jax.Array) -> jax.Array:
         z = gumbel.sample_latent(key, logits, model.latent, estimator, tau)
-        cost = -bernoulli_log_prob(x, model.apply(params, z, method=gumbel.DiscreteVAE.decode))
+        cost = -jnp.sum(bernoulli_log_prob(x, model.apply(params, z, method=gumbel.DiscreteVAE.decode)))
         if estimator == "score_function":
             log_q = gumbel.latent_log_prob(jax.lax.stop_gradient(z), logits, model.latent)
             cost = estimators.score_function_surrogate(cost, log_q, baseline)

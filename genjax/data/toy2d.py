@@ -17,17 +17,25 @@ The two Gaussian mixtures and the swiss roll follow the toy data of WGAN-GP
 
 All samplers are pure functions of the key and are jittable with ``name`` and ``num``
 static, e.g. ``jax.jit(sample_toy2d, static_argnames=("name", "num"))``.
+
+``SwissRoll`` is the swiss roll standardised to zero mean and unit per-coordinate variance,
+the convention of the toy experiments of Sohl-Dickstein et al. (arXiv:1503.03585, section
+3.1), with its moments and its exact density by quadrature along the roll.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from genjax.distributions import normal_log_prob
 
 TOY_2D = ("eight_gaussians", "twentyfive_gaussians", "swiss_roll", "checkerboard")
 
@@ -36,8 +44,8 @@ _EIGHT_STD = 0.02
 _EIGHT_DIVISOR = 1.414
 _TWENTYFIVE_STD = 0.05
 _TWENTYFIVE_DIVISOR = 2.828
-_SWISS_NOISE = 0.25
-_SWISS_DIVISOR = 7.5
+SWISS_NOISE = 0.25
+SWISS_DIVISOR = 7.5
 
 
 def _check_name(name: str) -> None:
@@ -119,13 +127,18 @@ def _sample_mixture(key: jax.Array, centres: np.ndarray, std: float, num: int) -
     return jnp.asarray(centres)[modes] + std * noise
 
 
+def _roll(u: Any, xp: Any) -> Any:
+    """scikit-learn's roll ``(t cos t, t sin t)``, ``t = 1.5 pi (1 + 2u)``, with ``xp`` numpy or jax.numpy."""
+    t = 1.5 * xp.pi * (1.0 + 2.0 * u)
+    return xp.stack([t * xp.cos(t), t * xp.sin(t)], axis=-1)
+
+
 def _sample_swiss_roll(key: jax.Array, num: int) -> jax.Array:
     """scikit-learn ``make_swiss_roll`` restricted to its (x, z) plane."""
     k_t, k_noise = jax.random.split(key)
-    t = 1.5 * jnp.pi * (1.0 + 2.0 * jax.random.uniform(k_t, (num,), dtype=jnp.float32))
-    roll = jnp.stack([t * jnp.cos(t), t * jnp.sin(t)], axis=-1)
+    roll = _roll(jax.random.uniform(k_t, (num,), dtype=jnp.float32), jnp)
     noise = jax.random.normal(k_noise, (num, 2), dtype=jnp.float32)
-    return (roll + _SWISS_NOISE * noise) / _SWISS_DIVISOR
+    return (roll + SWISS_NOISE * noise) / SWISS_DIVISOR
 
 
 def _sample_checkerboard(key: jax.Array, num: int) -> jax.Array:
@@ -166,3 +179,75 @@ def _sample_jit(key: jax.Array, name: str, num: int) -> jax.Array:
     if name == "swiss_roll":
         return _sample_swiss_roll(key, num)
     return _sample_checkerboard(key, num)
+
+
+def swiss_roll_curve(u: np.ndarray) -> np.ndarray:
+    """The noise-free roll of ``sample_toy2d(.., "swiss_roll", ..)`` at parameter ``u`` in [0, 1] (float64)."""
+    return _roll(np.asarray(u, np.float64), np) / SWISS_DIVISOR
+
+
+@dataclasses.dataclass(frozen=True)
+class SwissRoll:
+    """The standardised swiss roll: ``y = (x - mean) / scale``, x on the roll of ``sample_toy2d``.
+
+    ``x = curve(u) + noise * eps`` with ``u ~ U(0, 1)``, ``eps ~ N(0, I)``; with the default
+    ``noise = 0.25 / 7.5`` this is exactly the distribution of ``sample_toy2d(key,
+    "swiss_roll", n)``. ``mean`` and ``scale`` (the root mean per-coordinate variance) are
+    exact, by midpoint quadrature over u with ``grid`` points; so is the density.
+
+    Attributes:
+      noise: standard deviation of the noise in the coordinates of ``sample_toy2d``.
+      grid: quadrature points along the roll.
+    """
+
+    noise: float = SWISS_NOISE / SWISS_DIVISOR
+    grid: int = 20000
+
+    @functools.cached_property
+    def nodes(self) -> np.ndarray:
+        """The quadrature nodes on the noise-free roll, float64 ``[grid, 2]``."""
+        return swiss_roll_curve((np.arange(self.grid) + 0.5) / self.grid)
+
+    @functools.cached_property
+    def mean(self) -> np.ndarray:
+        """The mean of x, float64 ``[2]``."""
+        return self.nodes.mean(0)
+
+    @functools.cached_property
+    def scale(self) -> float:
+        """The root mean per-coordinate variance of x."""
+        centred = self.nodes - self.mean
+        return float(math.sqrt(np.mean(np.sum(centred**2, axis=1)) / 2.0 + self.noise**2))
+
+    def sample(self, key: jax.Array, num: int) -> np.ndarray:
+        """``num`` standardised samples, float32 [num, 2]."""
+        k_u, k_eps = jax.random.split(key)
+        u = np.asarray(jax.random.uniform(k_u, (num,)), np.float64)
+        x = swiss_roll_curve(u) + self.noise * np.asarray(jax.random.normal(k_eps, (num, 2)), np.float64)
+        return ((x - self.mean) / self.scale).astype(np.float32)
+
+    def _map_chunks(self, fn: Callable[[jax.Array, jax.Array, jax.Array], jax.Array], y: np.ndarray, chunk: int) -> np.ndarray:
+        centres = jnp.asarray((self.nodes - self.mean) / self.scale, jnp.float32)
+        sigma = jnp.float32(self.noise / self.scale)
+        y = np.asarray(y, np.float32)
+        return np.concatenate([np.asarray(fn(jnp.asarray(y[i : i + chunk]), centres, sigma)) for i in range(0, y.shape[0], chunk)]).astype(np.float64)
+
+    def distance_to_roll(self, y: np.ndarray, chunk: int = 512) -> np.ndarray:
+        """Distance of standardised points ``y`` [n, 2] to the noise-free roll, in units of the noise std."""
+        return self._map_chunks(_distance_to_nodes, y, chunk)
+
+    def log_density(self, y: np.ndarray, chunk: int = 512) -> np.ndarray:
+        """Exact log-density (nats) of the standardised data at ``y`` [n, 2] (quadrature over u)."""
+        return self._map_chunks(_tube_log_density, y, chunk)
+
+
+@jax.jit
+def _distance_to_nodes(points: jax.Array, centres: jax.Array, sigma: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.min(jnp.sum((points[:, None, :] - centres[None, :, :]) ** 2, axis=-1), axis=1)) / sigma
+
+
+@jax.jit
+def _tube_log_density(points: jax.Array, centres: jax.Array, sigma: jax.Array) -> jax.Array:
+    """``log mean_j N(points; centres_j, sigma^2 I)``."""
+    log_probs = jnp.sum(normal_log_prob(points[:, None, :], centres[None, :, :], 2.0 * jnp.log(sigma)), axis=-1)
+    return jax.nn.logsumexp(log_probs, axis=1) - jnp.log(jnp.float32(centres.shape[0]))

@@ -26,7 +26,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from genjax.distributions import eps_from_v, eps_from_x0, v_from_eps_x0, x0_from_eps, x0_from_v
+from genjax.distributions import (
+    discretized_gaussian_log_likelihood,
+    eps_from_v,
+    eps_from_x0,
+    normal_kl,
+    standard_normal_kl,
+    v_from_eps_x0,
+    x0_from_eps,
+    x0_from_v,
+)
 
 SCHEDULES = ("linear", "cosine", "quadratic")
 PARAMETERIZATIONS = ("eps", "x0", "v")
@@ -318,45 +327,10 @@ def reverse_step(diffusion: Diffusion, output: jax.Array, xt: jax.Array, t: jax.
     return ReverseStep(mean=mean, log_variance=log_var, x0=x0, eps=eps)
 
 
-def normal_kl(mean1: jax.Array, log_var1: jax.Array, mean2: jax.Array, log_var2: jax.Array) -> jax.Array:
-    """Elementwise KL(N(mean1, exp(log_var1)) || N(mean2, exp(log_var2))) in nats."""
-    return 0.5 * (log_var2 - log_var1 + jnp.exp(log_var1 - log_var2) + (mean1 - mean2) ** 2 * jnp.exp(-log_var2) - 1.0)
-
-
-def _std_normal_cdf(x: jax.Array) -> jax.Array:
-    return jax.scipy.special.ndtr(x)
-
-
-def discretized_gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_scale: jax.Array) -> jax.Array:
-    """log p(x_0 | x_1) of the discretised Gaussian decoder (DDPM eq. 13), elementwise.
-
-    ``x`` is on the levels 2k/255 - 1; each level owns the bin [x - 1/255, x + 1/255],
-    with the end bins extended to -inf and +inf. The end bins use the log-CDF and the
-    log of the complementary CDF, as in the reference code; inner bins above the mean
-    use the upper-tail CDFs, which do not cancel in float32.
-
-    Args:
-      x: data on the 256 levels.
-      mean: decoder mean, broadcastable to ``x``.
-      log_scale: log standard deviation, broadcastable to ``x``.
-    """
-    centred = x - mean
-    inv_std = jnp.exp(-log_scale)
-    upper = inv_std * (centred + 1.0 / 255.0)
-    lower = inv_std * (centred - 1.0 / 255.0)
-    # Above the mean both CDFs are near 1 and their difference cancels in float32, so
-    # the bin mass is taken from the mirrored (upper-tail) CDFs there.
-    mass = jnp.where(centred > 0, _std_normal_cdf(-lower) - _std_normal_cdf(-upper), _std_normal_cdf(upper) - _std_normal_cdf(lower))
-    log_cdf_upper = jax.scipy.special.log_ndtr(upper)
-    log_one_minus_cdf_lower = jax.scipy.special.log_ndtr(-lower)
-    log_mass = jnp.log(jnp.maximum(mass, 1e-12))
-    return jnp.where(x < -0.999, log_cdf_upper, jnp.where(x > 0.999, log_one_minus_cdf_lower, log_mass))
-
-
 def prior_kl(schedule: Schedule, x0: jax.Array) -> jax.Array:
     """L_T = KL(q(x_T | x_0) || N(0, I)) summed over dimensions, in nats (DDPM eq. 5)."""
     abar = schedule.alphas_cumprod[-1]
-    return jnp.sum(normal_kl(jnp.sqrt(abar) * x0, jnp.log1p(-abar), jnp.zeros_like(x0), jnp.zeros_like(x0)))
+    return jnp.sum(standard_normal_kl(jnp.sqrt(abar) * x0, jnp.log1p(-abar)))
 
 
 def vlb_term(diffusion: Diffusion, output: jax.Array, x0: jax.Array, xt: jax.Array, t: jax.Array) -> jax.Array:

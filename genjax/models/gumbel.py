@@ -28,7 +28,12 @@ import jax
 import jax.numpy as jnp
 
 from genjax import estimators as est
-from genjax.models.vae import bernoulli_log_prob
+from genjax.distributions import (
+    bernoulli_kl,
+    bernoulli_log_prob,
+    categorical_kl_uniform,
+    categorical_log_prob,
+)
 from genjax.nn.mlp import MLP
 
 Params = chex.ArrayTree
@@ -118,15 +123,15 @@ def sample_latent(key: jax.Array, logits: jax.Array, latent: DiscreteLatent, est
 def latent_log_prob(z: jax.Array, logits: jax.Array, latent: DiscreteLatent) -> jax.Array:
     """log q(z) of a discrete sample, summed over the layer's variables."""
     if latent.kind == "categorical":
-        return jnp.sum(est.categorical_log_prob(z, logits))
-    return jnp.sum(est.bernoulli_log_prob_logits(z, logits))
+        return jnp.sum(categorical_log_prob(z, logits))
+    return jnp.sum(bernoulli_log_prob(z, logits))
 
 
 def latent_kl(logits: jax.Array, latent: DiscreteLatent) -> jax.Array:
     """KL(q || uniform prior) of a layer, summed over its variables (exact, discrete)."""
     if latent.kind == "categorical":
-        return jnp.sum(est.categorical_kl_uniform(logits))
-    return jnp.sum(est.bernoulli_kl(logits))
+        return jnp.sum(categorical_kl_uniform(logits))
+    return jnp.sum(bernoulli_kl(logits, 0.0))
 
 
 def latent_mode(logits: jax.Array, latent: DiscreteLatent) -> jax.Array:
@@ -253,7 +258,7 @@ def vae_terms(model: DiscreteVAE, params: Params, x: jax.Array, key: jax.Array, 
     """
     logits = model.apply(params, x, method=DiscreteVAE.encode)
     z = sample_latent(key, logits, model.latent, estimator, temperature)
-    log_lik = bernoulli_log_prob(x, model.apply(params, z, method=DiscreteVAE.decode))
+    log_lik = jnp.sum(bernoulli_log_prob(x, model.apply(params, z, method=DiscreteVAE.decode)))
     return log_lik, latent_kl(logits, model.latent), latent_log_prob(jax.lax.stop_gradient(z), logits, model.latent)
 
 
@@ -375,7 +380,7 @@ def sbn_log_likelihoods(model: SBN, params: Params, x_upper: jax.Array, x_lower:
     """log p(x_lower | h^(i)) and log p(h^(i) | x_upper) for ``num_samples`` samples, each [m]."""
     def one(k: jax.Array) -> tuple[jax.Array, jax.Array]:
         out, log_q = sbn_sample(model, params, x_upper, k, estimator, temperature)
-        return bernoulli_log_prob(x_lower, out), log_q
+        return jnp.sum(bernoulli_log_prob(x_lower, out)), log_q
 
     return jax.vmap(one)(jax.random.split(key, num_samples))
 

@@ -58,6 +58,8 @@ mean and variance (Gaussian) of the exact reverse kernel ``q(x_{t-1} | x_t)``. P
 
 All math is written for one example (``x_0`` of shape ``[data_dim]``) and batched
 with ``jax.vmap``; quantities are in nats (divide by ``log 2`` for bits).
+The reverse network is ``genjax.nn.sohl_dickstein_net.ReverseMLP``; the paper's toy
+data are ``genjax.data.toy_sequences`` (heartbeat) and ``genjax.data.toy2d.SwissRoll``.
 """
 
 from __future__ import annotations
@@ -69,12 +71,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax.distributions import (
+    bernoulli_entropy,
+    bernoulli_kl,
+    bernoulli_log_prob,
+    normal_entropy,
+    normal_kl,
+    normal_log_prob,
+)
 from genjax.nn.mlp import get_activation
+from genjax.nn.sohl_dickstein_net import ReverseMLP
 
 Params = chex.ArrayTree
 ReverseFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]  # (x_t, t) -> (mean, log_var)
@@ -172,69 +182,6 @@ def log_snr_betas(num_steps: int, beta_1: float, final_alpha_bar: float) -> np.n
     return betas
 
 
-# ------------------------------------------------------------------ the network
-
-
-def time_features(t: jax.Array, num_steps: int, num_basis: int) -> jax.Array:
-    """Normalised Gaussian bump features of the step ``t`` (an int in 1..T).
-
-    Two families of ``num_basis`` bumps, on a linear and on a logarithmic time axis
-    (``(t - 1) / (T - 1)`` and ``log t / log T``), each normalised to sum to 1. The
-    bumps follow the paper's temporal basis functions (Appendix D); the logarithmic
-    axis resolves the fast changes of the reverse process near t = 1.
-
-    Returns:
-      ``[..., 2 * num_basis]`` float32 features.
-    """
-    t = jnp.asarray(t, jnp.float32)
-    if num_steps > 1:
-        axes = ((t - 1.0) / (num_steps - 1.0), jnp.log(t) / math.log(num_steps))
-    else:
-        axes = (jnp.zeros_like(t), jnp.zeros_like(t))
-    centres = jnp.linspace(0.0, 1.0, num_basis, dtype=jnp.float32)
-    width = 1.0 / max(num_basis - 1, 1)
-    feats = []
-    for s in axes:
-        logits = -0.5 * ((s[..., None] - centres) / width) ** 2
-        feats.append(jax.nn.softmax(logits, axis=-1))
-    return jnp.concatenate(feats, axis=-1)
-
-
-class ReverseMLP(nn.Module):
-    """The network of the reverse process: ``(x_t, t) -> [data_dim, num_outputs]``.
-
-    An MLP on ``x_t`` concatenated with ``time_features(t)``; the last layer is
-    initialised to zero so that the untrained model is the forward chain's reversal.
-
-    Attributes:
-      data_dim: size of ``x``.
-      num_outputs: outputs per coordinate (2 for a Gaussian mean and variance, 1 for a
-        Bernoulli rate).
-      num_steps: T, to normalise ``t``.
-      hidden: widths of the hidden layers.
-      num_basis: bumps per time axis.
-      activation: hidden activation name (see ``genjax.nn.mlp.ACTIVATIONS``).
-    """
-
-    data_dim: int
-    num_outputs: int
-    num_steps: int
-    hidden: Sequence[int] = (128, 128)
-    num_basis: int = 8
-    activation: str = "tanh"
-
-    @nn.compact
-    def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
-        act = get_activation(self.activation)
-        feats = time_features(t, self.num_steps, self.num_basis)
-        feats = jnp.broadcast_to(feats, x.shape[:-1] + feats.shape[-1:])
-        h = jnp.concatenate([x, feats], axis=-1)
-        for i, width in enumerate(self.hidden):
-            h = act(nn.Dense(width, name=f"hidden_{i}")(h))
-        out = nn.Dense(self.data_dim * self.num_outputs, kernel_init=nn.initializers.zeros, name="out")(h)
-        return out.reshape(x.shape[:-1] + (self.data_dim, self.num_outputs))
-
-
 # ------------------------------------------------------------- shared helpers
 
 
@@ -245,35 +192,6 @@ def _log_alpha_bar(betas: jax.Array) -> jax.Array:
 
 def _step_keys(key: jax.Array, num_steps: int) -> jax.Array:
     return jax.random.split(key, num_steps)
-
-
-def _binary_entropy(p: float) -> float:
-    """Entropy (nats) of ``B(p)`` in float64."""
-    return float(-sum(v * math.log(v) for v in (p, 1.0 - p) if v > 0.0))
-
-
-def bernoulli_entropy_from_logit(logit: jax.Array) -> jax.Array:
-    """Entropy (nats) of ``B(sigmoid(logit))``, stable for large ``|logit|``."""
-    p = jax.nn.sigmoid(logit)
-    return -(p * jax.nn.log_sigmoid(logit) + (1.0 - p) * jax.nn.log_sigmoid(-logit))
-
-
-def bernoulli_kl_from_logits(logit_q: jax.Array, logit_p: jax.Array) -> jax.Array:
-    """``D_KL(B(sigmoid(logit_q)) || B(sigmoid(logit_p)))`` in nats, elementwise."""
-    q = jax.nn.sigmoid(logit_q)
-    return q * (jax.nn.log_sigmoid(logit_q) - jax.nn.log_sigmoid(logit_p)) + (1.0 - q) * (
-        jax.nn.log_sigmoid(-logit_q) - jax.nn.log_sigmoid(-logit_p)
-    )
-
-
-def gaussian_kl(mean_q: jax.Array, var_q: jax.Array, mean_p: jax.Array, log_var_p: jax.Array) -> jax.Array:
-    """``D_KL(N(mean_q, diag var_q) || N(mean_p, diag exp(log_var_p)))``, summed (nats)."""
-    return 0.5 * jnp.sum(log_var_p - jnp.log(var_q) + (var_q + (mean_q - mean_p) ** 2) * jnp.exp(-log_var_p) - 1.0, axis=-1)
-
-
-def gaussian_log_prob(x: jax.Array, mean: jax.Array, var: jax.Array) -> jax.Array:
-    """``log N(x; mean, diag var)``, summed over the last axis."""
-    return -0.5 * jnp.sum(jnp.log(2.0 * jnp.pi * var) + (x - mean) ** 2 / var, axis=-1)
 
 
 def _uniform_step(key: jax.Array, num_steps: int) -> jax.Array:
@@ -378,9 +296,9 @@ class GaussianDiffusion:
         """The closed-form terms of the bound for one example (nats)."""
         d = self.data_dim
         log_abar_T = _log_alpha_bar(betas)[-1]
-        h_T = 0.5 * d * (jnp.log(2.0 * jnp.pi * jnp.e) + jnp.log(-jnp.expm1(log_abar_T)))
-        h_1 = 0.5 * d * (jnp.log(2.0 * jnp.pi * jnp.e) + jnp.log(betas[0]))
-        h_p = 0.5 * d * jnp.log(2.0 * jnp.pi * jnp.e)
+        h_T = d * normal_entropy(jnp.log(-jnp.expm1(log_abar_T)))
+        h_1 = d * normal_entropy(jnp.log(betas[0]))
+        h_p = d * normal_entropy(0.0)
         sq = jnp.sum(x0**2)
         # E_q[log pi(x_T) | x_0] and E_q[log pi(x_0) - log pi(x_1) | x_0] for pi = N(0, I).
         e_log_pi_T = -0.5 * d * jnp.log(2.0 * jnp.pi) - 0.5 * (jnp.exp(log_abar_T) * sq - d * jnp.expm1(log_abar_T))
@@ -397,7 +315,7 @@ class GaussianDiffusion:
         x_t = mean_t + jnp.sqrt(var_t) * jax.random.normal(key, x0.shape, x0.dtype)
         mean_q, var_q = self.posterior(betas, x0, x_t, t)
         mean_p, log_var_p = self.reverse(params, betas, x_t, t) if reverse is None else reverse(x_t, t)
-        return gaussian_kl(mean_q, jnp.broadcast_to(var_q, mean_q.shape), mean_p, log_var_p)
+        return jnp.sum(normal_kl(mean_q, jnp.log(var_q), mean_p, log_var_p), axis=-1)
 
     def bound(self, params: Params, x0: jax.Array, key: jax.Array, reverse: ReverseFn | None = None) -> dict[str, jax.Array]:
         """The bound for one example with all ``T - 1`` KL terms (one ``x_t`` per t).
@@ -481,19 +399,19 @@ class GaussianDiffusion:
         def forward(x_prev: jax.Array, inp: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
             beta, k = inp
             x = jnp.sqrt(1.0 - beta) * x_prev + jnp.sqrt(beta) * jax.random.normal(k, x_prev.shape, x_prev.dtype)
-            log_q = gaussian_log_prob(x, jnp.sqrt(1.0 - beta) * x_prev, jnp.broadcast_to(beta, x.shape))
+            log_q = jnp.sum(normal_log_prob(x, jnp.sqrt(1.0 - beta) * x_prev, jnp.log(beta)), axis=-1)
             return x, (x, log_q)
 
         x_T, (xs, log_q) = jax.lax.scan(forward, x0, (betas, _step_keys(key, self.num_steps)))
-        log_p = gaussian_log_prob(x_T, jnp.zeros_like(x_T), jnp.ones_like(x_T))
+        log_p = jnp.sum(normal_log_prob(x_T, 0.0, 0.0), axis=-1)
         x1 = xs[0]
-        log_p += gaussian_log_prob(x0, jnp.sqrt(1.0 - betas[0]) * x1, jnp.broadcast_to(betas[0], x0.shape))
+        log_p += jnp.sum(normal_log_prob(x0, jnp.sqrt(1.0 - betas[0]) * x1, jnp.log(betas[0])), axis=-1)
         if self.num_steps > 1:
             ts = jnp.arange(2, self.num_steps + 1)
 
             def reverse_log_prob(t: jax.Array) -> jax.Array:
                 mean, log_var = self.reverse(params, betas, xs[t - 1], t)
-                return gaussian_log_prob(xs[t - 2], mean, jnp.exp(log_var))
+                return jnp.sum(normal_log_prob(xs[t - 2], mean, log_var), axis=-1)
 
             log_p += jnp.sum(jax.vmap(reverse_log_prob)(ts))
         return log_p - jnp.sum(log_q)
@@ -633,12 +551,15 @@ class BinomialDiffusion:
         """Logit of ``q(x_t = 1 | x_0)`` per bit (t >= 1)."""
         return self.flip_to_rate_logit(x0, jnp.asarray(self.flip_logits()[1], jnp.float32)[t])
 
-    def _constant_terms(self) -> dict[str, float]:
-        """``H_q(X_T | X_0)``, ``H_q(X_1 | X_0)`` and ``H_p(X_T)`` in nats (float64)."""
-        betas = self.betas64()
+    def _constant_terms(self) -> dict[str, jax.Array | float]:
+        """``H_q(X_T | X_0)``, ``H_q(X_1 | X_0)`` and ``H_p(X_T)`` in nats.
+
+        A bit of ``x_T`` differs from ``x_0`` with probability ``F_T`` and one of ``x_1``
+        with probability ``beta_1 / 2``; ``p(x_T) = B(0.5)``.
+        """
+        step_logit, marg_logit = self.flip_logits()
         d = self.data_dim
-        big_f_T = -np.expm1(np.sum(np.log1p(-betas)) if np.all(betas < 1.0) else -np.inf) / 2.0
-        return {"h_q_T": d * _binary_entropy(big_f_T), "h_q_1": d * _binary_entropy(betas[0] / 2.0), "h_p_T": d * LOG2}
+        return {"h_q_T": d * bernoulli_entropy(jnp.float32(marg_logit[-1])), "h_q_1": d * bernoulli_entropy(jnp.float32(step_logit[0])), "h_p_T": d * LOG2}
 
     def kl_term(self, params: Params, x0: jax.Array, t: jax.Array, key: jax.Array, reverse: FlipFn | None = None) -> jax.Array:
         """``D_KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t))`` at one ``x_t ~ q(x_t | x_0)``, 2 <= t <= T.
@@ -649,7 +570,7 @@ class BinomialDiffusion:
         x_t = jax.random.bernoulli(key, jax.nn.sigmoid(self.forward_marginal_logit(x0, t))).astype(x0.dtype)
         q_logit = self.posterior_flip_logit(x0, x_t, t)
         p_logit = self.reverse_flip_logit(params, x_t, t) if reverse is None else reverse(x_t, t)
-        return jnp.sum(bernoulli_kl_from_logits(q_logit, p_logit))
+        return jnp.sum(bernoulli_kl(q_logit, p_logit))
 
     def bound(self, params: Params, x0: jax.Array, key: jax.Array, reverse: FlipFn | None = None) -> dict[str, jax.Array]:
         """The bound for one binary example with all ``T - 1`` KL terms (one ``x_t`` per t).
@@ -693,7 +614,7 @@ class BinomialDiffusion:
         def reverse(x_t: jax.Array, t: jax.Array) -> jax.Array:
             agree = 1.0 - jnp.abs(x_t[None, :] - support)  # [S, D]
             lf = marg_logit[t]  # logit F_t: q(x_t bit != x_0 bit)
-            log_w = jnp.sum(agree * jax.nn.log_sigmoid(-lf) + (1.0 - agree) * jax.nn.log_sigmoid(lf), axis=-1)
+            log_w = jnp.sum(bernoulli_log_prob(1.0 - agree, lf), axis=-1)
             log_w = jax.nn.log_softmax(log_w)[:, None]
             post = jax.vmap(lambda s: self.posterior_flip_logit(s, x_t, t))(support)  # [S, D]
             return jax.nn.logsumexp(log_w + jax.nn.log_sigmoid(post), axis=0) - jax.nn.logsumexp(log_w + jax.nn.log_sigmoid(-post), axis=0)
@@ -720,20 +641,20 @@ class BinomialDiffusion:
         def forward(x_prev: jax.Array, inp: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
             logit, k = inp
             flip = jax.random.bernoulli(k, jax.nn.sigmoid(logit), x_prev.shape).astype(x_prev.dtype)
-            log_q = jnp.sum(jnp.where(flip > 0, jax.nn.log_sigmoid(logit), jax.nn.log_sigmoid(-logit)))
+            log_q = jnp.sum(bernoulli_log_prob(flip, logit))
             x = jnp.abs(x_prev - flip)
             return x, (x, log_q)
 
         _, (xs, log_q) = jax.lax.scan(forward, x0, (step_logit, _step_keys(key, self.num_steps)))
         log_p = -self.data_dim * LOG2  # p(x_T) = B(0.5)
         flip1 = jnp.abs(x0 - xs[0])
-        log_p += jnp.sum(jnp.where(flip1 > 0, jax.nn.log_sigmoid(step_logit[0]), jax.nn.log_sigmoid(-step_logit[0])))
+        log_p += jnp.sum(bernoulli_log_prob(flip1, step_logit[0]))
         if self.num_steps > 1:
 
             def reverse_log_prob(t: jax.Array) -> jax.Array:
                 logit = self.reverse_flip_logit(params, xs[t - 1], t)
                 flip = jnp.abs(xs[t - 2] - xs[t - 1])
-                return jnp.sum(jnp.where(flip > 0, jax.nn.log_sigmoid(logit), jax.nn.log_sigmoid(-logit)))
+                return jnp.sum(bernoulli_log_prob(flip, logit))
 
             log_p += jnp.sum(jax.vmap(reverse_log_prob)(jnp.arange(2, self.num_steps + 1)))
         return log_p - jnp.sum(log_q)
@@ -779,24 +700,7 @@ class BinomialDiffusion:
         return jnp.concatenate([x0[None], path], axis=0)
 
 
-# ------------------------------------------------------------ data and training
-
-
-def heartbeat_sequences(length: int = 20, period: int = 5) -> np.ndarray:
-    """The ``period`` binary "heartbeat" sequences: a 1 every ``period``-th bin (section 3.1).
-
-    Row ``o`` has ones at bins ``o, o + period, ...``; the data distribution is uniform
-    over the rows, so its log-likelihood is ``-log(period)`` (``-log2 5 = -2.32`` bits).
-    """
-    _check_positive_int("length", length)
-    _check_positive_int("period", period)
-    bins = np.arange(length)
-    return (bins[None, :] % period == np.arange(period)[:, None]).astype(np.float32)
-
-
-def sample_heartbeat(rng: np.random.Generator, num: int, length: int = 20, period: int = 5) -> np.ndarray:
-    """``num`` heartbeat sequences with uniformly random offsets, float32 ``[num, length]``."""
-    return heartbeat_sequences(length, period)[rng.integers(0, period, size=num)]
+# ------------------------------------------------------------ null model and training
 
 
 def independent_bernoulli_log_likelihood(x: np.ndarray) -> float:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from genjax.distributions import bernoulli_log_prob, normal_log_prob, standard_normal_kl
 from genjax.nn.conv import ConvDecoder, ConvEncoder, flatten_image
 from genjax.nn.mlp import MLP
 
@@ -28,7 +29,6 @@ LossFn = Callable[[Params, dict[str, jax.Array], jax.Array], tuple[jax.Array, di
 
 ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 @struct.dataclass
@@ -106,28 +106,6 @@ class VAE(nn.Module):
         return self.decode(mean)
 
 
-def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
-    """D_KL(N(mean, diag(exp(logvar))) || N(0, I)), summed over the last axis.
-
-    Kingma & Welling, arXiv:1312.6114, eq. (10) and appendix B:
-    -D_KL = 1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2).
-    """
-    return -0.5 * jnp.sum(1.0 + logvar - jnp.square(mean) - jnp.exp(logvar), axis=-1)
-
-
-def diag_gaussian_log_prob(x: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
-    """log N(x; mean, diag(exp(logvar))), summed over the last axis."""
-    return -0.5 * jnp.sum(_LOG_2PI + logvar + jnp.square(x - mean) * jnp.exp(-logvar), axis=-1)
-
-
-def bernoulli_log_prob(x: jax.Array, logits: jax.Array) -> jax.Array:
-    """log Bernoulli(x; sigmoid(logits)) summed over all axes (paper appendix C.1).
-
-    Written as x * l - softplus(l), which is exact and finite for any logit.
-    """
-    return jnp.sum(x * logits - jax.nn.softplus(logits))
-
-
 def decoder_log_prob(likelihood: str, x: jax.Array, out: jax.Array) -> jax.Array:
     """log p(x|z) for one image ``x`` [H, W, C] given the decoder output ``out``.
 
@@ -137,9 +115,9 @@ def decoder_log_prob(likelihood: str, x: jax.Array, out: jax.Array) -> jax.Array
       out: the decoder output for one latent (see ``VAE.decode``).
     """
     if likelihood == "bernoulli":
-        return bernoulli_log_prob(x, out)
+        return jnp.sum(bernoulli_log_prob(x, out))
     pre_mean, logvar = jnp.split(out, 2, axis=-1)
-    return diag_gaussian_log_prob(x.reshape(-1), jax.nn.sigmoid(pre_mean).reshape(-1), logvar.reshape(-1))
+    return jnp.sum(normal_log_prob(x, jax.nn.sigmoid(pre_mean), logvar))
 
 
 def decoder_mean(likelihood: str, out: jax.Array) -> jax.Array:
@@ -173,7 +151,7 @@ def elbo(model: VAE, params: Params, x: jax.Array, key: jax.Array, num_samples: 
     z = reparameterize(key, mean, logvar, num_samples)
     out = model.apply(params, z, method=VAE.decode)
     log_lik = jnp.mean(jax.vmap(lambda o: decoder_log_prob(model.likelihood, x, o))(out))
-    kl = gaussian_kl(mean, logvar)
+    kl = jnp.sum(standard_normal_kl(mean, logvar), axis=-1)
     return ELBOTerms(elbo=log_lik - kl, log_likelihood=log_lik, kl=kl)
 
 
@@ -194,9 +172,8 @@ def log_importance_weights(model: VAE, params: Params, x: jax.Array, key: jax.Ar
     z = reparameterize(key, mean, logvar, num)
     out = model.apply(params, z, method=VAE.decode)
     log_px_z = jax.vmap(lambda o: decoder_log_prob(model.likelihood, x, o))(out)
-    zeros = jnp.zeros_like(mean)
-    log_pz = jax.vmap(lambda zi: diag_gaussian_log_prob(zi, zeros, zeros))(z)
-    log_qz = jax.vmap(lambda zi: diag_gaussian_log_prob(zi, mean, logvar))(z)
+    log_pz = jnp.sum(normal_log_prob(z, 0.0, 0.0), axis=-1)
+    log_qz = jnp.sum(normal_log_prob(z, mean[None], logvar[None]), axis=-1)
     return log_px_z + log_pz - log_qz
 
 
