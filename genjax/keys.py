@@ -69,10 +69,11 @@ def stream(seed: int, salt: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), salt)
 
 
-def numpy_rng(seed: int, salt: int) -> np.random.Generator:
-    """A numpy generator seeded with ``[seed, salt]``, for host-side randomness."""
+def numpy_rng(seed: int, salt: int, *words: int) -> np.random.Generator:
+    """A numpy generator seeded with ``[seed, salt, *words]``, for host-side randomness
+    (``words`` such as the step give one generator per step of a stream)."""
     check_seed(seed)
-    return np.random.default_rng([seed, salt])
+    return np.random.default_rng([seed, salt, *words])
 
 
 __all__ = [

@@ -118,3 +118,70 @@ def save_critic_surface(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path
+
+
+def save_trajectories(path: str | pathlib.Path, forward: dict[int, np.ndarray], reverse: np.ndarray, *, title: str = "") -> pathlib.Path:
+    """Fig. 1 of Sohl-Dickstein et al. (arXiv 1503.03585): 2D points of the forward
+    diffusion at t = 0, T/2, T (top row) and of the reverse at t = T, T/2, 0 (bottom row).
+
+    Args:
+      path: the PNG to write.
+      forward: ``{t: [N, 2]}`` for t in 0, T // 2 and T.
+      reverse: the reverse path ``[T + 1, M, 2]``, index t holding x_t.
+      title: the figure title.
+    """
+    reverse = np.asarray(reverse)
+    if reverse.ndim != 3 or reverse.shape[-1] != 2:
+        raise ValueError(f"reverse: expected a path [T + 1, M, 2], got shape {reverse.shape}")
+    T = reverse.shape[0] - 1
+    if set(forward) != {0, T // 2, T}:
+        raise ValueError(f"forward: expected the times {{0, {T // 2}, {T}}}, got {sorted(forward)}")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = figure((10, 6.8))
+    axes = fig.subplots(2, 3)
+    for col, t in enumerate((0, T // 2, T)):
+        axes[0, col].scatter(forward[t][:, 0], forward[t][:, 1], s=1.5, alpha=0.5, color="C0")
+        axes[0, col].set_title(f"forward q, t = {t}")
+    for col, t in enumerate((T, T // 2, 0)):
+        axes[1, col].scatter(reverse[t, :, 0], reverse[t, :, 1], s=1.5, alpha=0.5, color="C3")
+        axes[1, col].set_title(f"reverse p, t = {t}")
+    for ax in axes.ravel():
+        ax.set_xlim(-3.2, 3.2)
+        ax.set_ylim(-3.2, 3.2)
+        ax.set_aspect("equal")
+        ax.set_xticks([-2, 0, 2])
+        ax.set_yticks([-2, 0, 2])
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def save_binary_sequences(path: str | pathlib.Path, data: np.ndarray, samples: np.ndarray, *, title: str = "") -> pathlib.Path:
+    """Binary sequences as images: the data set (left) beside model samples (right).
+
+    Args:
+      path: the PNG to write.
+      data: ``[N, L]`` sequences of 0 and 1.
+      samples: ``[M, L]`` sampled sequences.
+      title: the title of the samples panel.
+    """
+    data, samples = np.asarray(data), np.asarray(samples)
+    if data.ndim != 2 or samples.ndim != 2 or data.shape[1] != samples.shape[1]:
+        raise ValueError(f"data, samples: expected [N, L] and [M, L] sequences, got shapes {data.shape} and {samples.shape}")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = figure((9, 4.2))
+    axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3]})
+    axes[0].imshow(data, cmap="gray_r", aspect="auto", interpolation="nearest")
+    axes[0].set_title(f"data (all {data.shape[0]} sequences)")
+    axes[1].imshow(samples, cmap="gray_r", aspect="auto", interpolation="nearest")
+    axes[1].set_title(title)
+    for ax in axes:
+        ax.set_xlabel("bin")
+        ax.set_xticks(range(0, data.shape[1], 5))
+    axes[0].set_ylabel("sequence")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path

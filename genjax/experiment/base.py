@@ -90,6 +90,13 @@ def loss_update(config: ml_collections.ConfigDict, loss_fn: LossFn, *, steps_per
     )
 
 
+def local_slice(global_batch: np.ndarray) -> np.ndarray:
+    """This process's contiguous share of a global batch that every process computed alike
+    (generated toy data): process ``i`` of ``n`` keeps rows ``[i B / n, (i + 1) B / n)``."""
+    local = global_batch.shape[0] // jax.process_count()
+    return global_batch[jax.process_index() * local : (jax.process_index() + 1) * local]
+
+
 def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
     """``data.image_shape`` checked to be (height, width, channels) of positive ints."""
     shape = tuple(config.data.image_shape)

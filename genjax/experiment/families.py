@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-from genjax.experiment import ddpm, discrete, gan, vae
+from genjax.experiment import ddpm, discrete, gan, sohl_dickstein, vae
 from genjax.experiment.base import Experiment
 
 
@@ -38,6 +38,7 @@ FAMILIES: dict[str, Family] = {
         Family("sbn", discrete.sbn_config, discrete.build_sbn),
         Family("gan", gan.default_config, gan.build),
         Family("ddpm", ddpm.default_config, ddpm.build),
+        Family("sohl_dickstein", sohl_dickstein.default_config, sohl_dickstein.build),
     )
 }
 

@@ -26,7 +26,7 @@ import numpy as np
 from genjax import viz
 from genjax.data import Batcher, map_batches
 from genjax.data.toy2d import TOY_2D, sample_toy2d, toy2d_mode_std, toy2d_modes
-from genjax.experiment.base import Experiment, check_common, load_split
+from genjax.experiment.base import Experiment, check_common, load_split, local_slice
 from genjax.experiment.config import base_config
 from genjax.keys import TOY_DATA, stream
 from genjax.metrics.parzen import parzen_log_likelihood
@@ -221,9 +221,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     def batches(step: int) -> dict[str, np.ndarray]:
         if toy:
             key = jax.random.fold_in(data_key, step)
-            data = np.asarray(sample_toy2d(key, config.data.name, batch_size * n_critic))
-            local = data.shape[0] // jax.process_count()
-            data = data[jax.process_index() * local : (jax.process_index() + 1) * local]
+            data = local_slice(np.asarray(sample_toy2d(key, config.data.name, batch_size * n_critic)))
         else:
             data = batcher().batch(step)["image"]
         return {"image": data.reshape((data.shape[0] // n_critic, n_critic) + data.shape[1:])}
