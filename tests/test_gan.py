@@ -167,7 +167,7 @@ def test_critic_updates_each_see_their_own_minibatch():
 
 def _run(parallel, devices, num_steps=5):
     obj = G.GANObjective(kind="wgan_gp", n_critic=3)
-    step = build_train_step(MultiPlayerUpdate(_builder(obj)), parallel=parallel, devices=devices)
+    step = build_train_step(MultiPlayerUpdate(_builder(obj), {"generator": G_OPT, "critic": C_OPT}), parallel=parallel, devices=devices)
     state = step.place_state(create_train_state(_params(), {"generator": G_OPT, "critic": C_OPT}))
     losses = []
     for i in range(num_steps):
@@ -206,7 +206,7 @@ def test_jit_matches_eager():
 
 def test_interrupted_run_resumes_to_identical_params(tmp_path):
     obj = G.GANObjective(kind="wgan_gp", n_critic=2)
-    step = build_train_step(MultiPlayerUpdate(_builder(obj)), devices=jax.devices()[:1])
+    step = build_train_step(MultiPlayerUpdate(_builder(obj), {"generator": G_OPT, "critic": C_OPT}), devices=jax.devices()[:1])
     init = create_train_state(_params(), {"generator": G_OPT, "critic": C_OPT})
 
     def run(num_steps, directory):
@@ -352,7 +352,7 @@ def test_training_on_eight_gaussians_covers_most_modes(kind, b1):
         G.make_gan_update, gen.apply, critic.apply, objective=G.GANObjective(kind=kind, n_critic=n_critic),
         latent_dim=2, generator_optimizer=opt, critic_optimizer=opt,
     )
-    step = build_train_step(MultiPlayerUpdate(builder), devices=jax.devices()[:1])
+    step = build_train_step(MultiPlayerUpdate(builder, {"generator": opt, "critic": opt}), devices=jax.devices()[:1])
     state = step.place_state(create_train_state(params, {"generator": opt, "critic": opt}))
     data = jax.jit(lambda k: sample_toy2d(k, "eight_gaussians", 128 * n_critic).reshape(128, n_critic, 2))
 

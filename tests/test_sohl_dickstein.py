@@ -361,3 +361,26 @@ def test_bad_input_raises_value_error_naming_the_argument(key):
         sd.make_loss(model)(params, {"x0": jnp.zeros((4, 5))}, jax.random.split(key, 4))
     with pytest.raises(ValueError, match="num"):
         model.sample(params, key, 0)
+
+
+# ------------------------------------------------------- the family in the CLI
+
+SD_CONFIG = str(ROOT / "experiments" / "diffusion_toy" / "config.py")
+
+
+def test_family_trains_resumes_and_evaluates_through_the_cli(tmp_path, capsys):
+    from genjax import cli
+
+    workdir = tmp_path / "run"
+    args = ["train", "--config", f"{SD_CONFIG}:heartbeat,tiny", "--workdir", str(workdir), "--config.train.checkpoint_every=5"]
+    assert cli.main([*args, "--config.train.num_steps=5"]) == 0
+    assert cli.main(args) == 0  # resumes at step 5 and trains to 10
+    steps = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10]
+    capsys.readouterr()
+    assert cli.main(["eval", "--workdir", str(workdir)]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["step"] == 10 and evaluation["K_bits"] <= -math.log2(5) + 5 * evaluation["K_bits_stderr"]
+    assert (workdir / "heartbeat.png").is_file() and (workdir / "samples.png").is_file()
+    assert cli.main(["train", "--config", f"{SD_CONFIG}:heartbeat,tiny", "--workdir", str(tmp_path / "bad"), "--config.data.name=spiral"]) == 1
+    assert "data.name: expected one of ('swiss_roll', 'heartbeat')" in capsys.readouterr().err

@@ -263,7 +263,9 @@ def test_build_train_step_takes_a_declared_update():
     with pytest.raises(ValueError, match="ema_decay: expected None or a float"):
         LossUpdate(V.make_loss(MODEL), OPT, ema_decay=1.5)
     with pytest.raises(ValueError, match="builder: expected a callable"):
-        MultiPlayerUpdate(None)
+        MultiPlayerUpdate(None, {"a": OPT})
+    with pytest.raises(ValueError, match="optimizer: expected a mapping from parameter group"):
+        MultiPlayerUpdate(lambda mean_over_replicas: None, OPT)
     # A builder is given the back end's mean over replicas: the identity under jit,
     # lax.pmean over the device axis under pmap.
     seen = []
@@ -272,8 +274,8 @@ def test_build_train_step_takes_a_declared_update():
         seen.append(mean_over_replicas)
         return make_update(V.make_loss(MODEL), OPT, mean_over_replicas=mean_over_replicas)
 
-    build_train_step(MultiPlayerUpdate(builder), parallel="jit")
-    build_train_step(MultiPlayerUpdate(builder), parallel="pmap")
+    build_train_step(MultiPlayerUpdate(builder, {"params": OPT}), parallel="jit")
+    build_train_step(MultiPlayerUpdate(builder, {"params": OPT}), parallel="pmap")
     assert len(seen) == 2
     tree = {"x": jnp.arange(3.0)}
     assert seen[0](tree) is tree

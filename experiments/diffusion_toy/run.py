@@ -137,16 +137,6 @@ def update_results_md(path: pathlib.Path, metrics: dict[str, Any]) -> None:
         path.write_text(pattern.sub(lambda mt: mt.group(1) + table(metrics) + "\n" + mt.group(2), text))
 
 
-def update_results_md(path: pathlib.Path, metrics: dict[str, Any]) -> None:
-    """Rewrites the block between the table markers of RESULTS.md, if both are there."""
-    if not path.exists():
-        return
-    text = path.read_text()
-    pattern = re.compile(r"(<!-- table:begin -->\n).*?(<!-- table:end -->)", re.DOTALL)
-    if pattern.search(text):
-        path.write_text(pattern.sub(lambda mt: mt.group(1) + table(metrics) + "\n" + mt.group(2), text))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(HERE), help="where results.json and the figures go")

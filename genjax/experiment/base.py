@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
@@ -33,9 +34,8 @@ class Experiment:
       model: the family's networks and process as the family documents them (a Flax
         module, or a frozen dataclass of modules and hyperparameters).
       init: ``init(key) -> params``, pure.
-      update: what one training step does (``LossUpdate`` or ``MultiPlayerUpdate``).
-      optimizer: the optimiser the state is built with; a mapping of one optimiser per
-        parameter group for a multi-player update.
+      update: what one training step does (``LossUpdate`` or ``MultiPlayerUpdate``),
+        its optimiser(s) included.
       batches: ``batches(step) -> numpy batch``, a pure function of the step.
       evaluate: ``evaluate(params, key, full) -> metrics``; ``full`` selects the
         expensive evaluation (e.g. importance-sampled log-likelihood) over the cheap one
@@ -49,7 +49,6 @@ class Experiment:
     model: Any
     init: Callable[[jax.Array], Params]
     update: Update
-    optimizer: optax.GradientTransformation | Mapping[str, optax.GradientTransformation]
     batches: Callable[[int], Batch]
     evaluate: Callable[[Params, jax.Array, bool], dict[str, float]]
     sample: Callable[[Params, jax.Array, int], np.ndarray]
@@ -60,7 +59,7 @@ class Experiment:
         """The initial training state: ``init(key)``, a fresh optimiser state, the EMA
         copy when the update keeps one and the loss's initial model state."""
         ema = isinstance(self.update, LossUpdate) and self.update.ema_decay is not None
-        return create_train_state(self.init(key), self.optimizer, ema=ema, model_state=self.init_model_state)
+        return create_train_state(self.init(key), self.update.optimizer, ema=ema, model_state=self.init_model_state)
 
 
 def optimizer_from_config(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -90,6 +89,11 @@ def loss_update(config: ml_collections.ConfigDict, loss_fn: LossFn, *, steps_per
     )
 
 
+def pure_apply(module: nn.Module) -> Callable[..., jax.Array]:
+    """``module.apply`` typed as what it returns when no collection is mutable: an array."""
+    return cast(Callable[..., jax.Array], module.apply)
+
+
 def local_slice(global_batch: np.ndarray) -> np.ndarray:
     """This process's contiguous share of a global batch that every process computed alike
     (generated toy data): process ``i`` of ``n`` keeps rows ``[i B / n, (i + 1) B / n)``."""
@@ -102,7 +106,7 @@ def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
     shape = tuple(config.data.image_shape)
     if len(shape) != 3 or min(shape) <= 0:
         raise ValueError(f"data.image_shape: expected (height, width, channels) of positive ints, got {shape}")
-    return shape  # type: ignore[return-value]
+    return (int(shape[0]), int(shape[1]), int(shape[2]))
 
 
 def synthetic_images(num: int, shape: tuple[int, int, int], seed: int) -> np.ndarray:

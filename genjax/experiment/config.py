@@ -34,6 +34,8 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     if path.suffix != ".py":
         raise ConfigError(f"--config: expected a Python config file (*.py), got '{path_str}'")
     module_spec = importlib.util.spec_from_file_location(f"genjax_config_{abs(hash(path.absolute()))}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"--config: '{path_str}' cannot be imported as a Python module")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_spec.name] = module
     try:

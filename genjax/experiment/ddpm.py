@@ -15,7 +15,7 @@ import numpy as np
 from genjax import samplers as samplers_lib
 from genjax import viz
 from genjax.data import Batcher, map_batches
-from genjax.experiment.base import Experiment, check_common, load_split, loss_update
+from genjax.experiment.base import Experiment, check_common, load_split, loss_update, pure_apply
 from genjax.experiment.config import base_config
 from genjax.metrics import bits_per_dim
 from genjax.models import diffusion as diff
@@ -141,8 +141,8 @@ def unet_apply(unet: UNet) -> diff.ApplyFn:
 
     def apply(params: Params, x: jax.Array, t: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
         if dropout_key is None:
-            return unet.apply(params, x, t, train=False)
-        return unet.apply(params, x, t, train=True, rngs={"dropout": dropout_key})
+            return pure_apply(unet)(params, x, t, train=False)
+        return pure_apply(unet)(params, x, t, train=True, rngs={"dropout": dropout_key})
 
     return apply
 
@@ -150,7 +150,7 @@ def unet_apply(unet: UNet) -> diff.ApplyFn:
 def flip_transform(batch: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Random horizontal flips, each image with probability 1/2 (DDPM sec. 4 on CIFAR-10)."""
     images = batch["image"]
-    flip = rng.random(images.shape[0]) < 0.5
+    flip = rng.random((images.shape[0],)) < 0.5
     return {**batch, "image": np.where(flip[:, None, None, None], images[:, :, ::-1, :], images)}
 
 
@@ -345,7 +345,6 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         # initialiser separately, which is slower on CPU.
         init=jax.jit(lambda key: unet.init(key, jnp.zeros((1,) + image_shape, jnp.float32), jnp.zeros((1,), jnp.float32))),
         update=update,
-        optimizer=update.optimizer,
         batches=batches,
         evaluate=evaluate,
         sample=sample,

@@ -26,7 +26,7 @@ import numpy as np
 from genjax import viz
 from genjax.data import Batcher, map_batches
 from genjax.data.toy2d import TOY_2D, sample_toy2d, toy2d_mode_std, toy2d_modes
-from genjax.experiment.base import Experiment, check_common, load_split, local_slice
+from genjax.experiment.base import Experiment, check_common, load_split, local_slice, pure_apply
 from genjax.experiment.config import base_config
 from genjax.keys import TOY_DATA, stream
 from genjax.metrics.parzen import parzen_log_likelihood
@@ -123,15 +123,16 @@ def build_networks(config: ml_collections.ConfigDict, data_shape: tuple[int, ...
         return generator, critic
     if toy:
         raise ValueError(f"model.architecture: toy 2D data needs 'mlp', got {m.architecture!r}")
+    h, w, c = data_shape
     if m.architecture == "dcgan":
         return (
-            gan_nets.DCGANGenerator(output_shape=data_shape, features=m.features, norm=m.generator_norm),
+            gan_nets.DCGANGenerator(output_shape=(h, w, c), features=m.features, norm=m.generator_norm),
             gan_nets.DCGANCritic(features=m.features, norm=m.norm),
         )
     if m.norm != "none":
         raise ValueError(f"model.norm: the ResNet critic has no normalisation (as in WGAN-GP's CIFAR-10 model); expected 'none', got {m.norm!r}")
     return (
-        gan_nets.ResNetGenerator(features=m.features, output_shape=data_shape, norm=m.generator_norm),
+        gan_nets.ResNetGenerator(features=m.features, output_shape=(h, w, c), norm=m.generator_norm),
         gan_nets.ResNetCritic(features=m.features),
     )
 
@@ -227,7 +228,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         return {"image": data.reshape((data.shape[0] // n_critic, n_critic) + data.shape[1:])}
 
     g_apply = jax.jit(lambda p, z: generator.apply(p, z))
-    c_apply = jax.jit(lambda p, x: gan_lib.critic_scores(critic.apply, p, x))
+    c_apply = jax.jit(lambda p, x: gan_lib.critic_scores(pure_apply(critic), p, x))
 
     def generate(params: Params, key: jax.Array, num: int) -> np.ndarray:
         return map_batches(lambda keys: g_apply(params["generator"], gan_lib.latent_noise(keys, latent_dim)), batch_size=ev.batch_size, key=key, num=num)
@@ -304,8 +305,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
 
     update = functools.partial(
         gan_lib.make_gan_update,
-        generator.apply,
-        critic.apply,
+        pure_apply(generator),
+        pure_apply(critic),
         objective=objective,
         latent_dim=latent_dim,
         generator_optimizer=optimizers["generator"],
@@ -315,8 +316,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         config=config,
         model=GANModel(generator=generator, critic=critic, objective=objective, latent_dim=latent_dim),
         init=jax.jit(init_params),
-        update=MultiPlayerUpdate(update),
-        optimizer=optimizers,
+        update=MultiPlayerUpdate(update, optimizers),
         batches=batches,
         evaluate=evaluate,
         sample=sample,

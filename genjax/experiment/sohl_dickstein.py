@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import math
 import pathlib
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -120,6 +122,16 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"data.noise, data.quadrature_grid: expected a positive float and an int >= 2, got {config.data.noise}, {config.data.quadrature_grid}")
 
 
+class _Parts(NamedTuple):
+    """What the two data sets' builders differ in."""
+
+    model: sd.Model
+    batches: Callable[[int], dict[str, np.ndarray]]
+    evaluate: Callable[[Params, jax.Array, bool], dict[str, float]]
+    sample: Callable[[Params, jax.Array, int], np.ndarray]
+    figures: Callable[[Params, jax.Array, pathlib.Path], list[pathlib.Path]]
+
+
 def build(config: ml_collections.ConfigDict) -> Experiment:
     """The Sohl-Dickstein family; see the module docstring.
 
@@ -127,9 +139,22 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     (heartbeat) of ``genjax.models.sohl_dickstein``.
     """
     _check_config(config)
+    parts = _swiss_roll(config) if config.data.name == "swiss_roll" else _heartbeat(config)
+    return Experiment(
+        config=config,
+        model=parts.model,
+        init=parts.model.init,
+        update=loss_update(config, sd.make_loss(parts.model), steps_per_epoch=0),
+        batches=parts.batches,
+        evaluate=parts.evaluate,
+        sample=parts.sample,
+        figures=parts.figures,
+    )
+
+
+def _heartbeat(config: ml_collections.ConfigDict) -> _Parts:
+    """The binomial diffusion of the heartbeat sequences (see the module docstring)."""
     m, ev = config.model, config.eval
-    if config.data.name == "swiss_roll":
-        return _swiss_roll(config)
     model = sd.BinomialDiffusion(data_dim=HEARTBEAT_LENGTH, num_steps=m.num_timesteps, hidden=tuple(m.hidden), activation=m.activation)
     support = heartbeat_sequences(HEARTBEAT_LENGTH)
 
@@ -172,18 +197,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         samples = sample(params, key, 40)[:, 0, :, 0]
         return [viz.save_binary_sequences(workdir / "heartbeat.png", support, samples, title=f"40 samples of the reverse diffusion (T = {m.num_timesteps})")]
 
-    update = loss_update(config, sd.make_loss(model), steps_per_epoch=0)
-    return Experiment(
-        config=config,
-        model=model,
-        init=model.init,
-        update=update,
-        optimizer=update.optimizer,
-        batches=batches,
-        evaluate=evaluate,
-        sample=sample,
-        figures=figures,
-    )
+    return _Parts(model=model, batches=batches, evaluate=evaluate, sample=sample, figures=figures)
 
 
 def _oracle(best: np.ndarray, learned: np.ndarray) -> dict[str, float]:
@@ -193,7 +207,7 @@ def _oracle(best: np.ndarray, learned: np.ndarray) -> dict[str, float]:
     return {"oracle_K_bits": ok, "oracle_K_bits_stderr": ok_se, "oracle_minus_learned_bits": gain, "oracle_minus_learned_bits_stderr": gain_se, "oracle_examples": int(best.shape[0])}
 
 
-def _swiss_roll(config: ml_collections.ConfigDict) -> Experiment:
+def _swiss_roll(config: ml_collections.ConfigDict) -> _Parts:
     """The Gaussian diffusion of the standardised swiss roll (see the module docstring)."""
     m, ev = config.model, config.eval
     data = SwissRoll(noise=config.data.noise / SWISS_DIVISOR, grid=config.data.quadrature_grid)
@@ -268,15 +282,4 @@ def _swiss_roll(config: ml_collections.ConfigDict) -> Experiment:
         title = f"Swiss roll (noise {config.data.noise:g}, standardised), Gaussian diffusion with T = {m.num_timesteps}: {n:,} samples per panel"
         return [viz.save_trajectories(workdir / "trajectories.png", forward, reverse_path, title=title)]
 
-    update = loss_update(config, sd.make_loss(model), steps_per_epoch=0)
-    return Experiment(
-        config=config,
-        model=model,
-        init=model.init,
-        update=update,
-        optimizer=update.optimizer,
-        batches=batches,
-        evaluate=evaluate,
-        sample=sample,
-        figures=figures,
-    )
+    return _Parts(model=model, batches=batches, evaluate=evaluate, sample=sample, figures=figures)

@@ -110,7 +110,6 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         model=model,
         init=lambda key: model.init(key, jnp.zeros((1,) + shape, jnp.float32)),
         update=update,
-        optimizer=update.optimizer,
         batches=batcher.batch,
         evaluate=evaluate,
         sample=sample,

@@ -31,10 +31,10 @@ from typing import Any, Protocol
 
 import chex
 import jax
-from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.typing import ArrayLike
 
 from genjax.distributions import eps_from_v, eps_from_x0
 
@@ -344,6 +344,12 @@ def maybe_clip(x0: jax.Array, clip_x0: bool) -> jax.Array:
 # -------------------------------------------------------------------- the interface
 
 
+def check_clip_x0(clip_x0: object) -> None:
+    """Raises TypeError naming ``clip_x0`` unless it is a bool."""
+    if not isinstance(clip_x0, (bool, np.bool_)):
+        raise TypeError(f"clip_x0: expected a bool, got {clip_x0!r}")
+
+
 class Sampler(abc.ABC):
     """A diffusion sampler: its options (dataclass fields), its step table and its step.
 
@@ -366,9 +372,14 @@ class Sampler(abc.ABC):
         check_steps(steps)
         return steps
 
-    @abc.abstractmethod
     def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
-        """The ``steps + 1`` times visited, first to last; ``-1`` stands for ``abar = 1``."""
+        """The ``steps + 1`` times visited, first to last; ``-1`` stands for ``abar = 1``.
+
+        By default the evenly spaced DDPM indices ``t_i = round(i (T-1) / (steps-1))`` for
+        ``i = steps-1..0``, then ``-1`` (int64), as DDPM and DDIM visit them.
+        """
+        del alphas_cumprod
+        return np.concatenate([spaced_timesteps(steps, num_timesteps)[::-1], [-1]]).astype(np.int64)
 
     @abc.abstractmethod
     def step_table(self, alphas_cumprod: ArrayLike, steps: int) -> Any:

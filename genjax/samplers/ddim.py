@@ -13,16 +13,17 @@ import math
 
 import chex
 import jax
-from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.typing import ArrayLike
 
 from genjax.distributions import eps_from_x0, x0_from_eps
 from genjax.samplers.base import (
     Denoiser,
     Sampler,
     check_alphas_cumprod,
+    check_clip_x0,
     check_row,
     check_steps,
     evaluate,
@@ -128,12 +129,7 @@ class DDIM(Sampler):
             raise TypeError(f"eta: expected a float, got {self.eta!r}")
         if not (math.isfinite(self.eta) and self.eta >= 0):
             raise ValueError(f"eta: must be >= 0, got {self.eta}")
-        if not isinstance(self.clip_x0, (bool, np.bool_)):
-            raise TypeError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
-
-    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
-        """``t_i = round(i (T-1) / (steps-1))`` for ``i = steps-1..0``, then ``-1`` (int64)."""
-        return np.concatenate([spaced_timesteps(steps, num_timesteps)[::-1], [-1]]).astype(np.int64)
+        check_clip_x0(self.clip_x0)
 
     def step_table(self, alphas_cumprod: ArrayLike, steps: int) -> DDIMStepTable:
         """The per-step coefficients (see ``DDIMStepTable``); precision as ``DDPM.step_table``.

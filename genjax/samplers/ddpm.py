@@ -17,10 +17,10 @@ import dataclasses
 
 import chex
 import jax
-from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.typing import ArrayLike
 
 from genjax.distributions import x0_from_eps
 from genjax.samplers.base import (
@@ -28,13 +28,13 @@ from genjax.samplers.base import (
     Denoiser,
     Sampler,
     check_alphas_cumprod,
+    check_clip_x0,
     check_row,
     check_steps,
     evaluate,
     f32,
     maybe_clip,
     spaced_abar,
-    spaced_timesteps,
 )
 
 
@@ -148,12 +148,7 @@ class DDPM(Sampler):
     def __post_init__(self) -> None:
         if self.variance not in VARIANCES:
             raise ValueError(f"variance: expected one of {VARIANCES}, got {self.variance!r}")
-        if not isinstance(self.clip_x0, (bool, np.bool_)):
-            raise TypeError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
-
-    def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
-        """``t_i = round(i (T-1) / (steps-1))`` for ``i = steps-1..0``, then ``-1`` (int64)."""
-        return np.concatenate([spaced_timesteps(steps, num_timesteps)[::-1], [-1]]).astype(np.int64)
+        check_clip_x0(self.clip_x0)
 
     def step_table(self, alphas_cumprod: ArrayLike, steps: int) -> DDPMStepTable:
         """The per-step coefficients (see ``DDPMStepTable``).

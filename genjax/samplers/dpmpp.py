@@ -11,16 +11,17 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.typing import ArrayLike
 
 from genjax.distributions import x0_from_eps
 from genjax.samplers.base import (
     Denoiser,
     Sampler,
     check_alphas_cumprod,
+    check_clip_x0,
     check_row,
     check_steps,
     evaluate,
@@ -86,8 +87,7 @@ class DPMpp2M(Sampler):
     clip_x0: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.clip_x0, (bool, np.bool_)):
-            raise TypeError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
+        check_clip_x0(self.clip_x0)
 
     def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
         """``(T-1)(1 - i / steps)``, ``i = 0..steps`` (float64)."""

@@ -11,15 +11,16 @@ import dataclasses
 import math
 
 import jax
-from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.typing import ArrayLike
 
 from genjax.samplers.base import (
     Denoiser,
     Sampler,
     check_alphas_cumprod,
+    check_clip_x0,
     check_row,
     check_steps,
     evaluate,
@@ -130,8 +131,7 @@ class Heun(Sampler):
         _check_positive("rho", self.rho)
         if self.sigma_min is not None and self.sigma_max is not None and not self.sigma_min < self.sigma_max:
             raise ValueError(f"sigma_min: must be < sigma_max, got {self.sigma_min} >= {self.sigma_max}")
-        if not isinstance(self.clip_x0, (bool, np.bool_)):
-            raise TypeError(f"clip_x0: expected a bool, got {self.clip_x0!r}")
+        check_clip_x0(self.clip_x0)
 
     def num_evaluations(self, steps: int) -> int:
         """``2 * steps - 1``: no correction on the final step to ``sigma = 0`` (Algorithm 1)."""

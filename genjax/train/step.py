@@ -28,7 +28,7 @@ draws the same noise for the same example and the results agree to float32 round
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -140,8 +140,8 @@ def make_update(
             ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
         metrics["grad_norm"] = optax.tree.norm(grads)
         metrics["param_norm"] = optax.tree.norm(params)
-        new_state = state.replace(
-            step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema, model_state=model_state
+        new_state = dataclasses.replace(
+            state, step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema, model_state=model_state
         )
         return new_state, metrics
 
@@ -186,13 +186,18 @@ class MultiPlayerUpdate:
     Attributes:
       builder: ``builder(mean_over_replicas=...) -> update``; the update must average its
         gradients and metrics over replicas with the function it is given.
+      optimizer: one optax transformation per top-level parameter group (the players),
+        what ``create_train_state`` builds the optimiser states from.
     """
 
     builder: UpdateBuilder
+    optimizer: Mapping[str, optax.GradientTransformation]
 
     def __post_init__(self) -> None:
         if not callable(self.builder):
             raise ValueError(f"builder: expected a callable update builder, got {type(self.builder).__name__}")
+        if not isinstance(self.optimizer, Mapping) or not all(isinstance(o, optax.GradientTransformation) for o in self.optimizer.values()):
+            raise ValueError(f"optimizer: expected a mapping from parameter group to optax.GradientTransformation, got {self.optimizer!r}")
 
     def build(self, mean_over_replicas: MeanOverReplicas) -> UpdateFn:
         """The pure update for a back end."""
