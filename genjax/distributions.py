@@ -350,3 +350,25 @@ def relaxed_bernoulli_log_prob(y: ArrayLike, logits: ArrayLike, *, temperature: 
     log_y, log_1my = _log_clamped(y), _log_clamped(1.0 - y)
     out = jnp.log(tau) + x - (tau + 1.0) * (log_y + log_1my) - 2.0 * jnp.logaddexp(x - tau * log_y, -tau * log_1my)
     return out.astype(dtype)
+
+
+__all__ = [
+    "bernoulli_entropy",
+    "bernoulli_kl",
+    "bernoulli_log_prob",
+    "categorical_kl_uniform",
+    "categorical_log_prob",
+    "discretized_gaussian_log_likelihood",
+    "eps_from_v",
+    "eps_from_x0",
+    "gumbel_softmax_log_prob",
+    "masked_log_softmax",
+    "normal_entropy",
+    "normal_kl",
+    "normal_log_prob",
+    "relaxed_bernoulli_log_prob",
+    "standard_normal_kl",
+    "v_from_eps_x0",
+    "x0_from_eps",
+    "x0_from_v",
+]
