@@ -230,7 +230,7 @@ def score_function_surrogate(cost: ArrayLike, log_q: ArrayLike, baseline: ArrayL
     return cost + lax.stop_gradient(cost - baseline) * (log_q - lax.stop_gradient(log_q))
 
 
-def ema_baseline_update(baseline: ArrayLike, value: ArrayLike, *, decay: ArrayLike) -> jax.Array:
+def ema_baseline_update(baseline: ArrayLike, value: ArrayLike, *, decay: jax.Array | float) -> jax.Array:
     """Moving-average baseline ``decay * baseline + (1 - decay) * stop_gradient(value)``."""
     d = concrete(decay)
     if d is not None and not (np.all(d >= 0) and np.all(d < 1)):

@@ -294,7 +294,7 @@ class GaussianDiffusion:
 
     # -- the bound
 
-    def _constant_terms(self, betas: jax.Array, x0: jax.Array) -> dict[str, jax.Array]:
+    def _constant_terms(self, betas: jax.Array, x0: jax.Array) -> dict[str, jax.Array | float]:
         """The closed-form terms of the bound for one example (nats)."""
         d = self.data_dim
         log_abar_T = _log_alpha_bar(betas)[-1]
