@@ -33,8 +33,14 @@ from genjax._checks import (
 from genjax.distributions import masked_log_softmax
 
 __all__ = [
-    "sample_gumbel", "gumbel_softmax", "relaxed_bernoulli", "straight_through_categorical",
-    "straight_through_bernoulli", "temperature_schedule", "score_function_surrogate", "ema_baseline_update",
+    "ema_baseline_update",
+    "gumbel_softmax",
+    "relaxed_bernoulli",
+    "sample_gumbel",
+    "score_function_surrogate",
+    "straight_through_bernoulli",
+    "straight_through_categorical",
+    "temperature_schedule",
 ]  # fmt: skip
 
 ArrayLike = jax.typing.ArrayLike

@@ -375,8 +375,8 @@ def mnist_accuracy(
 __all__ = [
     "FEATURE_DIM",
     "IMAGE_SHAPE",
-    "MNISTClassifier",
     "NUM_CLASSES",
+    "MNISTClassifier",
     "deserialize_params",
     "init_mnist_classifier",
     "load_mnist_classifier",

@@ -31,10 +31,10 @@ from typing import Any, Protocol
 
 import chex
 import jax
-from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.typing import ArrayLike
 
 from genjax.distributions import eps_from_v, eps_from_x0
 

@@ -13,10 +13,10 @@ import math
 
 import chex
 import jax
-from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.typing import ArrayLike
 
 from genjax.distributions import eps_from_x0, x0_from_eps
 from genjax.samplers.base import (

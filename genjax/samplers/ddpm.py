@@ -17,10 +17,10 @@ import dataclasses
 
 import chex
 import jax
-from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.typing import ArrayLike
 
 from genjax.distributions import x0_from_eps
 from genjax.samplers.base import (

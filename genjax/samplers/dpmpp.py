@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.typing import ArrayLike
 
 from genjax.distributions import x0_from_eps
 from genjax.samplers.base import (

@@ -11,10 +11,10 @@ import dataclasses
 import math
 
 import jax
-from jax.typing import ArrayLike
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.typing import ArrayLike
 
 from genjax.samplers.base import (
     Denoiser,
