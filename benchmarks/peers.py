@@ -67,6 +67,7 @@ from diffusers import (
 )
 
 from genjax import samplers
+from genjax.experiment.ddpm import unet_apply
 from genjax.hardware import compiled_cost, cpu_name, device_description
 from genjax.models import diffusion as diff
 from genjax.nn.diffusers_import import (
@@ -74,7 +75,6 @@ from genjax.nn.diffusers_import import (
     load_diffusers_unet,
 )
 from genjax.nn.unet import UNet
-from genjax.experiment.ddpm import unet_apply
 from genjax.train import (
     LossUpdate,
     build_train_step,

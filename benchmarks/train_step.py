@@ -56,25 +56,25 @@ def _requested_devices(argv: list[str]) -> int:
 if __name__ == "__main__":
     jax.config.update("jax_num_cpu_devices", _requested_devices(sys.argv[1:]))
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import dataclasses
+import json
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
 
-import flax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import flax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-from genjax.hardware import compiled_cost, device_description  # noqa: E402
-from genjax.models.vae import VAE, make_loss  # noqa: E402
-from genjax.train.optim import make_optimizer  # noqa: E402
-from genjax.train.state import TrainState, create_train_state, num_params  # noqa: E402
-from genjax.train.step import LossUpdate, TrainStep, build_train_step  # noqa: E402
+from genjax.hardware import compiled_cost, device_description
+from genjax.models.vae import VAE, make_loss
+from genjax.train.optim import make_optimizer
+from genjax.train.state import TrainState, create_train_state, num_params
+from genjax.train.step import LossUpdate, TrainStep, build_train_step
 
 NOTE = (
     "2-core CPU shared with another training job running in the background (and at times "

@@ -1,4 +1,4 @@
-"""Argument checks shared by ``genjax.distributions`` and ``genjax.estimators``.
+"""Argument checks shared by ``genjax.distributions``, ``genjax.estimators`` and the models.
 
 Each check raises ValueError naming the argument. Arithmetic on logits runs in float32
 (float64 under x64) whatever their floating dtype (``compute_dtype``).
@@ -29,6 +29,28 @@ def check_temperature(temperature: ArrayLike) -> None:
     value = concrete(temperature)
     if value is not None and not value > 0:
         raise ValueError(f"temperature: expected a positive number, got {value}")
+
+
+def check_unit_interval(x: ArrayLike, name: str) -> None:
+    """Values in [0, 1] when known (a traced ``x`` cannot be checked), e.g. Bernoulli data."""
+    value = concrete(x)
+    if value is None or value.size == 0:
+        return
+    high, low = float(np.max(value)), float(np.min(value))
+    if high > 1:
+        raise ValueError(f"{name}: expected values in [0, 1] (binarised or grey levels), got max {high}")
+    if low < 0:
+        raise ValueError(f"{name}: expected values in [0, 1] (binarised or grey levels), got min {low}")
+
+
+def check_example_keys(keys: jax.Array, num: int, name: str = "keys") -> None:
+    """``num`` typed PRNG keys, shape [batch] = (num,): one per example (checkable when traced)."""
+    shape, dtype = getattr(keys, "shape", None), getattr(keys, "dtype", None)
+    if shape != (num,) or dtype is None or not jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        raise ValueError(
+            f"{name}: expected shape [batch] = ({num},) of typed PRNG keys, one per example "
+            f"(e.g. jax.random.split(key, {num})), got shape {shape} and dtype {dtype}"
+        )
 
 
 def floating(x: ArrayLike, name: str) -> jax.Array:

@@ -24,6 +24,7 @@ and return the input's floating dtype; the Gaussian ones compute in the input's 
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +38,11 @@ from genjax._checks import (
 )
 
 ArrayLike = jax.typing.ArrayLike
+RealLike = jax.Array | float
+"""A JAX array or a Python number, which the Gaussian functions combine with Python
+operators (the stubs type those operators on bools, complex numbers and NumPy arrays
+differently from what they return at run time)."""
+Real = TypeVar("Real", jax.Array, float)
 _LOG_2PI = math.log(2.0 * math.pi)
 _BIN_HALF_WIDTH = 1.0 / 255.0
 
@@ -81,7 +87,7 @@ def v_from_eps_x0(eps: jax.Array, x0: jax.Array, abar: jax.Array) -> jax.Array:
     return jnp.sqrt(abar) * eps - jnp.sqrt(1.0 - abar) * x0
 
 
-def normal_log_prob(x: ArrayLike, mean: ArrayLike, log_var: ArrayLike) -> jax.Array:
+def normal_log_prob(x: RealLike, mean: RealLike, log_var: RealLike) -> jax.Array:
     """``log N(x; mean, exp(log_var))``, elementwise.
 
     ``-(log(2 pi) + log_var + (x - mean)^2 exp(-log_var)) / 2``: the Gaussian decoder and
@@ -97,7 +103,7 @@ def normal_log_prob(x: ArrayLike, mean: ArrayLike, log_var: ArrayLike) -> jax.Ar
     return -0.5 * (_LOG_2PI + log_var + jnp.square(x - mean) * jnp.exp(-log_var))
 
 
-def normal_kl(mean1: ArrayLike, log_var1: ArrayLike, mean2: ArrayLike, log_var2: ArrayLike) -> jax.Array:
+def normal_kl(mean1: RealLike, log_var1: RealLike, mean2: RealLike, log_var2: RealLike) -> jax.Array:
     """``KL(N(mean1, exp(log_var1)) || N(mean2, exp(log_var2)))`` in nats, elementwise.
 
     ``(log_var2 - log_var1 + exp(log_var1 - log_var2) + (mean1 - mean2)^2 exp(-log_var2) - 1) / 2``:
@@ -114,7 +120,7 @@ def normal_kl(mean1: ArrayLike, log_var1: ArrayLike, mean2: ArrayLike, log_var2:
     return 0.5 * (log_var2 - log_var1 + jnp.exp(log_var1 - log_var2) + (mean1 - mean2) ** 2 * jnp.exp(-log_var2) - 1.0)
 
 
-def standard_normal_kl(mean: ArrayLike, log_var: ArrayLike) -> jax.Array:
+def standard_normal_kl(mean: RealLike, log_var: RealLike) -> jax.Array:
     """``KL(N(mean, exp(log_var)) || N(0, 1))`` in nats, elementwise.
 
     ``-(1 + log_var - mean^2 - exp(log_var)) / 2``, the analytic KL term of the SGVB
@@ -129,7 +135,7 @@ def standard_normal_kl(mean: ArrayLike, log_var: ArrayLike) -> jax.Array:
     return normal_kl(mean, log_var, 0.0, 0.0)
 
 
-def normal_entropy(log_var: ArrayLike) -> jax.Array:
+def normal_entropy(log_var: Real) -> Real:
     """``H(N(mean, exp(log_var))) = (log(2 pi e) + log_var) / 2`` in nats, elementwise.
 
     The entropies ``H_q(X_T | X_0)``, ``H_q(X_1 | X_0)`` and ``H_p(X_T)`` of Gaussian
@@ -142,7 +148,7 @@ def normal_entropy(log_var: ArrayLike) -> jax.Array:
     return 0.5 * (_LOG_2PI + 1.0 + log_var)
 
 
-def discretized_gaussian_log_likelihood(x: ArrayLike, mean: ArrayLike, log_scale: ArrayLike) -> jax.Array:
+def discretized_gaussian_log_likelihood(x: RealLike, mean: RealLike, log_scale: RealLike) -> jax.Array:
     """``log p(x_0 | x_1)`` of the discretised Gaussian decoder, elementwise.
 
     Ho et al. (arXiv 2006.11239, eq. 13): ``x`` is on the 256 levels ``2k/255 - 1`` of

@@ -33,8 +33,14 @@ from genjax._checks import (
 from genjax.distributions import masked_log_softmax
 
 __all__ = [
-    "sample_gumbel", "gumbel_softmax", "relaxed_bernoulli", "straight_through_categorical",
-    "straight_through_bernoulli", "temperature_schedule", "score_function_surrogate", "ema_baseline_update",
+    "ema_baseline_update",
+    "gumbel_softmax",
+    "relaxed_bernoulli",
+    "sample_gumbel",
+    "score_function_surrogate",
+    "straight_through_bernoulli",
+    "straight_through_categorical",
+    "temperature_schedule",
 ]  # fmt: skip
 
 ArrayLike = jax.typing.ArrayLike
@@ -230,7 +236,7 @@ def score_function_surrogate(cost: ArrayLike, log_q: ArrayLike, baseline: ArrayL
     return cost + lax.stop_gradient(cost - baseline) * (log_q - lax.stop_gradient(log_q))
 
 
-def ema_baseline_update(baseline: ArrayLike, value: ArrayLike, *, decay: ArrayLike) -> jax.Array:
+def ema_baseline_update(baseline: ArrayLike, value: ArrayLike, *, decay: jax.Array | float) -> jax.Array:
     """Moving-average baseline ``decay * baseline + (1 - decay) * stop_gradient(value)``."""
     d = concrete(decay)
     if d is not None and not (np.all(d >= 0) and np.all(d < 1)):

@@ -39,7 +39,7 @@ def compiled_cost(compiled: Any) -> dict[str, float]:
     """
     try:
         cost = compiled.cost_analysis()
-    except Exception:  # noqa: BLE001 - cost analysis is optional and backend-specific
+    except Exception:  # cost analysis is optional and backend-specific
         return {}
     if isinstance(cost, (list, tuple)):
         cost = cost[0] if cost else {}

@@ -142,7 +142,7 @@ def _weighted_sum(sampler, key, **kw):
 def _hard_and_soft_grads(key, logits, tau, sampler):
     """The hard sample, gradients (logits, tau) of sum(W * sample) for hard and soft, and
     the hard sample's Jacobian in forward and reverse mode."""
-    hard = lambda l: sampler(key, l, temperature=tau, hard=True)  # noqa: E731
+    hard = lambda l: sampler(key, l, temperature=tau, hard=True)
     g_hard = jax.grad(_weighted_sum(sampler, key, hard=True), argnums=(0, 1))(logits, tau)
     g_soft = jax.grad(_weighted_sum(sampler, key), argnums=(0, 1))(logits, tau)
     return hard(logits), g_hard, g_soft, jax.jacfwd(hard)(logits), jax.jacrev(hard)(logits)
@@ -272,7 +272,7 @@ def test_three_class_density_normalised_and_matches_samples():
     assert abs(weight.sum() - 1.0) < 1e-3
     samples = np.asarray(_categorical_draws(_keys(9, N), LOGITS3_MASKED, tau)["soft"], np.float64)
     np.testing.assert_array_equal(samples[:, 3:], 0.0)
-    concentration = lambda y: np.sum(y[:, :3] ** 2, -1)  # noqa: E731
+    concentration = lambda y: np.sum(y[:, :3] ** 2, -1)
     for f in (lambda y: y[:, 0], lambda y: np.max(y, -1) > 0.9, concentration):
         values = f(samples)
         se = values.std() / np.sqrt(N)
@@ -456,7 +456,7 @@ def _extreme_run(key, tau):
     out = {}
     for name, (binary, fn) in EXTREME_CASES.items():
         x = EXTREME_B if binary else EXTREME
-        weighted = lambda l, t, fn=fn: _weighted_total(fn(key, l, t))  # noqa: E731
+        weighted = lambda l, t, fn=fn: _weighted_total(fn(key, l, t))
         out[name] = (fn(key, x, tau), jax.grad(weighted, argnums=(0, 1))(x, tau))
     return out
 

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.models import gumbel as G
 from genjax.distributions import bernoulli_log_prob
+from genjax.models import gumbel as G
 from genjax.train import Checkpointer, LossUpdate, build_train_step, create_train_state, make_optimizer, train
 
 CAT = G.DiscreteLatent("categorical", num_vars=2, num_classes=3)

@@ -9,15 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from genjax.train.checkpoint import CheckpointError
-
 from genjax.models import vae as V
 from genjax.train import (
-    LossUpdate,
-    MultiPlayerUpdate,
     Checkpointer,
-    TrainState,
+    LossUpdate,
     MetricsWriter,
+    MultiPlayerUpdate,
     TrainingDivergedError,
     build_train_step,
     create_train_state,
@@ -27,6 +24,7 @@ from genjax.train import (
     read_metrics,
     train,
 )
+from genjax.train.checkpoint import CheckpointError
 
 MODEL = V.VAE(latent_dim=3, data_shape=(4, 4, 1), hidden=(16,))
 OPT = make_optimizer("adam", learning_rate=1e-2)

@@ -1,6 +1,7 @@
 """The VAE's math against closed forms and numerical quadrature."""
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,11 @@ def test_iwae_bound_increases_with_k_towards_log_px(small_vae, key):
     model, params, x = small_vae
     exact = _quadrature(model, params, x, "log_px")
     keys = jax.random.split(key, 500)
-    means = [float(jnp.mean(jax.vmap(lambda kk: V.iwae_bound(model, params, x, kk, k))(keys))) for k in (1, 10, 100)]
+
+    def mean_bound(k: int) -> float:
+        return float(jnp.mean(jax.vmap(lambda kk: V.iwae_bound(model, params, x, kk, k))(keys)))
+
+    means = [mean_bound(k) for k in (1, 10, 100)]
     assert means[0] < means[1] < means[2] <= exact + 0.01
 
 
@@ -108,12 +113,29 @@ def test_iwae_loss_is_the_negative_importance_weighted_bound(small_vae, key):
     assert float(loss) < -float(metrics["elbo"]) + 1.0
 
 
-def test_loss_rejects_wrong_key_count(key):
+@pytest.mark.parametrize("keys_of", ["one key", "too few", "raw uint32 keys"])
+@pytest.mark.parametrize("jit", [False, True])
+def test_loss_rejects_keys_that_are_not_one_typed_key_per_example(keys_of, jit, key):
     model = V.VAE(latent_dim=2, data_shape=(4, 4, 1), hidden=(8,))
     x = jnp.zeros((3, 4, 4, 1))
     params = model.init(key, x[:1])
-    with pytest.raises(AssertionError):
-        V.make_loss(model)(params, {"image": x}, jax.random.split(key, 2))
+    keys = {"one key": key, "too few": jax.random.split(key, 2), "raw uint32 keys": jax.random.key_data(jax.random.split(key, 3))}[keys_of]
+    loss = jax.jit(V.make_loss(model)) if jit else V.make_loss(model)
+    with pytest.raises(ValueError, match=re.escape("keys: expected shape [batch] = (3,) of typed PRNG keys")):
+        loss(params, {"image": x}, keys)
+
+
+def test_bernoulli_likelihood_rejects_data_outside_the_unit_interval(small_vae, key):
+    model, params, x = small_vae
+    message = "expected values in [0, 1] (binarised or grey levels), got max 255.0"
+    with pytest.raises(ValueError, match=re.escape('batch["image"]: ' + message)):
+        V.make_loss(model)(params, {"image": 255.0 * x[None]}, jax.random.split(key, 1))
+    with pytest.raises(ValueError, match=re.escape("x: " + message)):
+        V.elbo(model, params, 255.0 * x, key)
+    with pytest.raises(ValueError, match=re.escape("x: " + message)):
+        V.iwae_bound(model, params, 255.0 * x, key, 3)
+    with pytest.raises(ValueError, match=re.escape("x: expected values in [0, 1] (binarised or grey levels), got min -1.0")):
+        V.log_marginal_likelihood(model, params, -x, key, 10, 10)
 
 
 def test_manifold_covers_a_2d_grid(key):

@@ -16,8 +16,7 @@ import argparse
 import jax
 import numpy as np
 
-from genjax import samplers
-from genjax import experiment
+from genjax import experiment, samplers
 from genjax.experiment.ddpm import denoiser_of
 
 

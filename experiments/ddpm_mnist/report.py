@@ -46,9 +46,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from genjax import experiment, keys, viz
 from genjax import samplers as samplers_lib
-from genjax import viz
-from genjax import experiment, keys
+from genjax.experiment import positive_ints
+from genjax.experiment.base import load_split
+from genjax.experiment.ddpm import denoiser_of, sampler_options
 from genjax.hardware import device_description
 from genjax.metrics import (
     frechet_distance_from_features,
@@ -56,9 +58,6 @@ from genjax.metrics import (
     mnist_features,
 )
 from genjax.models import diffusion as diff
-from genjax.experiment import positive_ints
-from genjax.experiment.base import load_split
-from genjax.experiment.ddpm import denoiser_of, sampler_options
 
 # (label, sampler, options): the two fixed variances of the paper are separate rows, and
 # the two ODE solvers run with and without clipping the predicted x_0 to [-1, 1].

@@ -39,14 +39,14 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from genjax import estimators, experiment  # noqa: E402
-from genjax.distributions import bernoulli_log_prob  # noqa: E402
-from genjax.experiment.base import eval_images  # noqa: E402
-from genjax.models import gumbel  # noqa: E402
-from genjax.models.gumbel import ANNEALED  # noqa: E402
-from genjax.train.checkpoint import CheckpointError  # noqa: E402
+from genjax import estimators, experiment
+from genjax.distributions import bernoulli_log_prob
+from genjax.experiment.base import eval_images
+from genjax.models import gumbel
+from genjax.models.gumbel import ANNEALED
+from genjax.train.checkpoint import CheckpointError
 
 HERE = pathlib.Path(__file__).resolve().parent
 TEMPERATURES = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)

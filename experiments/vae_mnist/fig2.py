@@ -21,10 +21,10 @@ import pathlib
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from genjax import experiment  # noqa: E402
-from genjax.train import read_metrics  # noqa: E402
+from genjax import experiment
+from genjax.train import read_metrics
 
 HERE = pathlib.Path(__file__).resolve().parent
 LATENTS = (3, 5, 10, 20, 200)

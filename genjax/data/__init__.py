@@ -17,10 +17,10 @@ from genjax.data.toy2d import TOY_2D, SwissRoll, sample_toy2d, toy2d_mode_std, t
 from genjax.data.toy_sequences import heartbeat_sequences, sample_heartbeat
 
 __all__ = [
-    "ArrayDataset",
-    "Batcher",
     "DATASETS",
     "TOY_2D",
+    "ArrayDataset",
+    "Batcher",
     "SwissRoll",
     "binarize",
     "default_data_dir",

@@ -253,7 +253,7 @@ def write_npz_with_checksum(path: pathlib.Path, arrays: Mapping[str, np.ndarray]
     fd, tmp = _temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub matches **arrays against allow_pickle: bool
             f.flush()
             os.fsync(f.fileno())
         digest = sha256_file(tmp)

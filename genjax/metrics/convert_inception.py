@@ -86,7 +86,7 @@ def convert_inception_weights(in_path: str | os.PathLike[str], out_path: str | o
 
         save_file(arrays, out_path)
     else:
-        np.savez(out_path, **arrays)
+        np.savez(out_path, **arrays)  # type: ignore[arg-type]  # numpy's stub matches **arrays against allow_pickle: bool
     return len(arrays)
 
 

@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from genjax.nn.module import apply
+
 IMAGE_SHAPE: tuple[int, int, int] = (28, 28, 1)
 """``(H, W, C)`` of one input image."""
 
@@ -162,7 +164,8 @@ def _check_param_shapes(params: chex.ArrayTree, name: str) -> None:
     expected = jax.tree.map(lambda s: tuple(s.shape), _param_template())
     try:
         got = jax.tree.map(lambda p: tuple(np.shape(p)), params)
-        same = jax.tree.structure(got) == jax.tree.structure(expected) and got == expected
+        # jax annotates tree.structure with an alias of PyTreeDef that mypy cannot resolve.
+        same = jax.tree.structure(got) == jax.tree.structure(expected) and got == expected  # type: ignore[operator]
     except (TypeError, ValueError):
         same = False
     if not same:
@@ -246,7 +249,7 @@ def load_mnist_classifier(path: str | os.PathLike[str] | None = None) -> chex.Ar
 
 @jax.jit
 def _forward(params: chex.ArrayTree, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return MNISTClassifier().apply(params, images)
+    return apply(MNISTClassifier(), params, MNISTClassifier.__call__, images)
 
 
 def _check_images(images: Any, name: str = "images") -> np.ndarray:
@@ -372,8 +375,8 @@ def mnist_accuracy(
 __all__ = [
     "FEATURE_DIM",
     "IMAGE_SHAPE",
-    "MNISTClassifier",
     "NUM_CLASSES",
+    "MNISTClassifier",
     "deserialize_params",
     "init_mnist_classifier",
     "load_mnist_classifier",

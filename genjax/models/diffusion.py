@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import chex
 import jax
@@ -322,7 +322,8 @@ def reverse_step(diffusion: Diffusion, output: jax.Array, xt: jax.Array, t: jax.
     elif diffusion.variance == "large":
         log_var = large
     else:
-        frac = (raw + 1.0) / 2.0
+        # split_output returns the raw variance channels whenever the variance is learned.
+        frac = (cast(jax.Array, raw) + 1.0) / 2.0
         log_var = frac * jnp.log(s.betas[t]) + (1.0 - frac) * small
     return ReverseStep(mean=mean, log_variance=log_var, x0=x0, eps=eps)
 
@@ -390,7 +391,8 @@ def example_loss(diffusion: Diffusion, apply_fn: ApplyFn, params: Params, x0: ja
     mse = jnp.mean((regression_target(s, diffusion.parameterization, x0, noise, t) - prediction) ** 2)
     vlb_output = output
     if diffusion.learned_variance and diffusion.loss == "hybrid":
-        vlb_output = jnp.concatenate([jax.lax.stop_gradient(prediction), raw], axis=-1)
+        # split_output returns the raw variance channels whenever the variance is learned.
+        vlb_output = jnp.concatenate([jax.lax.stop_gradient(prediction), cast(jax.Array, raw)], axis=-1)
     vlb = (s.num_timesteps * vlb_term(diffusion, vlb_output, x0, xt, t) + prior_kl(s, x0)) / dims
     if diffusion.loss == "simple":
         loss = mse

@@ -35,8 +35,9 @@ from genjax.distributions import (
     categorical_log_prob,
 )
 from genjax.nn.mlp import MLP
+from genjax.nn.module import apply
+from genjax.types import Params
 
-Params = chex.ArrayTree
 ModelState = dict[str, jax.Array]
 
 LATENT_KINDS = ("categorical", "bernoulli")
@@ -256,9 +257,9 @@ def vae_terms(model: DiscreteVAE, params: Params, x: jax.Array, key: jax.Array, 
     Returns:
       ``(log_lik, kl, log_q)``, scalars.
     """
-    logits = model.apply(params, x, method=DiscreteVAE.encode)
+    logits = apply(model, params, DiscreteVAE.encode, x)
     z = sample_latent(key, logits, model.latent, estimator, temperature)
-    log_lik = jnp.sum(bernoulli_log_prob(x, model.apply(params, z, method=DiscreteVAE.decode)))
+    log_lik = jnp.sum(bernoulli_log_prob(x, apply(model, params, DiscreteVAE.decode, z)))
     return log_lik, latent_kl(logits, model.latent), latent_log_prob(jax.lax.stop_gradient(z), logits, model.latent)
 
 
@@ -304,7 +305,7 @@ def make_vae_loss(model: DiscreteVAE, config: EstimatorConfig) -> Callable[..., 
 
 def vae_reconstruct(model: DiscreteVAE, params: Params, x: jax.Array) -> jax.Array:
     """Decoder means at the most probable latent (the mode of q) for a flattened batch."""
-    return jax.vmap(lambda xi: jax.nn.sigmoid(model.apply(params, xi)))(x)
+    return jax.vmap(lambda xi: jax.nn.sigmoid(apply(model, params, DiscreteVAE.__call__, xi)))(x)
 
 
 def vae_sample(model: DiscreteVAE, params: Params, key: jax.Array, num: int) -> jax.Array:
@@ -314,7 +315,7 @@ def vae_sample(model: DiscreteVAE, params: Params, key: jax.Array, num: int) -> 
         z = jax.nn.one_hot(jax.random.randint(key, shape[:-1], 0, model.latent.num_classes), model.latent.num_classes)
     else:
         z = jax.random.bernoulli(key, 0.5, shape).astype(jnp.float32)
-    return jax.vmap(lambda zi: jax.nn.sigmoid(model.apply(params, zi, method=DiscreteVAE.decode)))(z)
+    return jax.vmap(lambda zi: jax.nn.sigmoid(apply(model, params, DiscreteVAE.decode, zi)))(z)
 
 
 class SBN(nn.Module):
@@ -369,11 +370,11 @@ def sbn_sample(model: SBN, params: Params, x_upper: jax.Array, key: jax.Array, e
     h = x_upper
     log_q = jnp.zeros((), jnp.float32)
     for i, k in enumerate(jax.random.split(key, model.num_layers)):
-        logits = model.apply(params, h, i, method=SBN.layer_logits)
+        logits = apply(model, params, SBN.layer_logits, h, i)
         z = sample_latent(k, logits, model.latent, estimator, temperature)
         log_q = log_q + latent_log_prob(jax.lax.stop_gradient(z), logits, model.latent)
         h = z.reshape(-1)
-    return model.apply(params, h, method=SBN.output_logits), log_q
+    return apply(model, params, SBN.output_logits, h), log_q
 
 
 def sbn_log_likelihoods(model: SBN, params: Params, x_upper: jax.Array, x_lower: jax.Array, key: jax.Array, num_samples: int, estimator: str, temperature: jax.Array | float) -> tuple[jax.Array, jax.Array]:

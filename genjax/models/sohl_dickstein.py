@@ -68,12 +68,13 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast, overload
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from genjax.distributions import (
     bernoulli_entropy,
@@ -84,9 +85,10 @@ from genjax.distributions import (
     normal_log_prob,
 )
 from genjax.nn.mlp import get_activation
+from genjax.nn.module import apply
 from genjax.nn.sohl_dickstein_net import ReverseMLP
+from genjax.types import Params
 
-Params = chex.ArrayTree
 ReverseFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]  # (x_t, t) -> (mean, log_var)
 FlipFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x_t, t) -> reverse flip logits
 LOG2 = math.log(2.0)
@@ -284,7 +286,7 @@ class GaussianDiffusion:
 
     def reverse(self, params: Params, betas: jax.Array, x_t: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Mean and log variance [data_dim] of the learned ``p(x_{t-1} | x_t)``, 2 <= t <= T."""
-        out = self.net.apply(params["net"], x_t, t)
+        out = apply(self.net, params["net"], ReverseMLP.__call__, x_t, t)
         beta_t = betas[t - 1]
         mean = jnp.sqrt(1.0 - beta_t) * x_t + jnp.sqrt(beta_t) * out[..., 0]
         log_var = jax.nn.log_sigmoid(jnp.log(beta_t) - jnp.log1p(-beta_t) + out[..., 1])
@@ -292,7 +294,7 @@ class GaussianDiffusion:
 
     # -- the bound
 
-    def _constant_terms(self, betas: jax.Array, x0: jax.Array) -> dict[str, jax.Array]:
+    def _constant_terms(self, betas: jax.Array, x0: jax.Array) -> dict[str, jax.Array | float]:
         """The closed-form terms of the bound for one example (nats)."""
         d = self.data_dim
         log_abar_T = _log_alpha_bar(betas)[-1]
@@ -396,7 +398,7 @@ class GaussianDiffusion:
         check_data(x0, self.data_dim)
         betas = self.betas(params)
 
-        def forward(x_prev: jax.Array, inp: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        def forward(x_prev: jax.Array, inp: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
             beta, k = inp
             x = jnp.sqrt(1.0 - beta) * x_prev + jnp.sqrt(beta) * jax.random.normal(k, x_prev.shape, x_prev.dtype)
             log_q = jnp.sum(normal_log_prob(x, jnp.sqrt(1.0 - beta) * x_prev, jnp.log(beta)), axis=-1)
@@ -540,7 +542,7 @@ class BinomialDiffusion:
     def reverse_flip_logit(self, params: Params, x_t: jax.Array, t: jax.Array) -> jax.Array:
         """Logit of ``p(x_{t-1} != x_t | x_t)`` per bit: ``logit(beta_t / 2) + f(x_t, t)``, 2 <= t <= T."""
         step_logit = jnp.asarray(self.flip_logits()[0], jnp.float32)
-        return step_logit[t - 1] + self.net.apply(params["net"], x_t, t)[..., 0]
+        return step_logit[t - 1] + apply(self.net, params["net"], ReverseMLP.__call__, x_t, t)[..., 0]
 
     @staticmethod
     def flip_to_rate_logit(x_t: jax.Array, flip_logit: jax.Array) -> jax.Array:
@@ -638,7 +640,7 @@ class BinomialDiffusion:
         check_data(x0, self.data_dim)
         step_logit = jnp.asarray(self.flip_logits()[0], jnp.float32)
 
-        def forward(x_prev: jax.Array, inp: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        def forward(x_prev: jax.Array, inp: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
             logit, k = inp
             flip = jax.random.bernoulli(k, jax.nn.sigmoid(logit), x_prev.shape).astype(x_prev.dtype)
             log_q = jnp.sum(bernoulli_log_prob(flip, logit))
@@ -646,9 +648,8 @@ class BinomialDiffusion:
             return x, (x, log_q)
 
         _, (xs, log_q) = jax.lax.scan(forward, x0, (step_logit, _step_keys(key, self.num_steps)))
-        log_p = -self.data_dim * LOG2  # p(x_T) = B(0.5)
         flip1 = jnp.abs(x0 - xs[0])
-        log_p += jnp.sum(bernoulli_log_prob(flip1, step_logit[0]))
+        log_p = -self.data_dim * LOG2 + jnp.sum(bernoulli_log_prob(flip1, step_logit[0]))  # p(x_T) = B(0.5)
         if self.num_steps > 1:
 
             def reverse_log_prob(t: jax.Array) -> jax.Array:
@@ -737,9 +738,34 @@ def make_loss(model: Model) -> Callable[..., Any]:
 
 
 @functools.lru_cache(maxsize=16)
-def _batched_bound(model: Model) -> Callable[[Params, jax.Array, jax.Array], dict[str, jax.Array]]:
+def _batched_bound(model: Model) -> Callable[[Params, ArrayLike, ArrayLike], dict[str, jax.Array]]:
     """``jit(vmap(model.bound))`` with the params as an argument, compiled once per model and shape."""
     return jax.jit(jax.vmap(model.bound, in_axes=(None, 0, 0)))
+
+
+def _bound_with(model: Model, reverse: ReverseFn | FlipFn) -> Callable[[Params, jax.Array, jax.Array], dict[str, jax.Array]]:
+    """``model.bound`` with ``reverse`` in place of the learned kernel, as a function of ``(params, x0, key)``.
+
+    ``evaluate_bound``'s overloads pair each model with its kind of kernel, which is
+    what the casts state.
+    """
+    if isinstance(model, GaussianDiffusion):
+        gaussian_reverse = cast(ReverseFn, reverse)
+        return lambda p, x, k: model.bound(p, x, k, gaussian_reverse)
+    flip_reverse = cast(FlipFn, reverse)
+    return lambda p, x, k: model.bound(p, x, k, flip_reverse)
+
+
+@overload
+def evaluate_bound(
+    model: GaussianDiffusion, params: Params, x0: np.ndarray, key: jax.Array, *, chunk: int = 256, reverse: ReverseFn | None = None
+) -> dict[str, np.ndarray]: ...
+
+
+@overload
+def evaluate_bound(
+    model: BinomialDiffusion, params: Params, x0: np.ndarray, key: jax.Array, *, chunk: int = 256, reverse: FlipFn | None = None
+) -> dict[str, np.ndarray]: ...
 
 
 def evaluate_bound(
@@ -764,7 +790,7 @@ def evaluate_bound(
     if reverse is None:
         fn = _batched_bound(model)
     else:
-        fn = jax.jit(jax.vmap(lambda p, x, k: model.bound(p, x, k, reverse), in_axes=(None, 0, 0)))
+        fn = jax.jit(jax.vmap(_bound_with(model, reverse), in_axes=(None, 0, 0)))
     # One key per example, whatever the chunking: two evaluations with the same key (e.g. the
     # learned and the oracle kernels) then see the same x_t, and their difference is paired.
     all_keys = jax.random.split(key, x0.shape[0])

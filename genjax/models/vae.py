@@ -20,11 +20,13 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from genjax._checks import check_example_keys, check_unit_interval
 from genjax.distributions import bernoulli_log_prob, normal_log_prob, standard_normal_kl
 from genjax.nn.conv import ConvDecoder, ConvEncoder, flatten_image
 from genjax.nn.mlp import MLP
+from genjax.nn.module import apply
+from genjax.types import Params
 
-Params = chex.ArrayTree
 LossFn = Callable[[Params, dict[str, jax.Array], jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
 ARCHITECTURES = ("mlp", "conv")
@@ -76,6 +78,8 @@ class VAE(nn.Module):
             raise ValueError(f"latent_dim: expected a positive int, got {self.latent_dim}")
         height, width, channels = self.data_shape
         out_channels = channels if self.likelihood == "bernoulli" else 2 * channels
+        self.encoder: MLP | ConvEncoder
+        self.decoder: MLP | ConvDecoder
         if self.architecture == "mlp":
             self.encoder = MLP(tuple(self.hidden), 2 * self.latent_dim, self.activation)
             self.decoder = MLP(tuple(reversed(self.hidden)), height * width * out_channels, self.activation)
@@ -95,7 +99,7 @@ class VAE(nn.Module):
         For the Bernoulli likelihood C' = C holds logits; for the Gaussian one C' = 2C
         holds the pre-sigmoid mean and the log-variance.
         """
-        height, width, channels = self.data_shape
+        height, width, _ = self.data_shape
         out = self.decoder(z)
         if self.architecture == "mlp":
             out = out.reshape(z.shape[:-1] + (height, width, -1))
@@ -118,6 +122,16 @@ def decoder_log_prob(likelihood: str, x: jax.Array, out: jax.Array) -> jax.Array
         return jnp.sum(bernoulli_log_prob(x, out))
     pre_mean, logvar = jnp.split(out, 2, axis=-1)
     return jnp.sum(normal_log_prob(x, jax.nn.sigmoid(pre_mean), logvar))
+
+
+def check_data(model: VAE, x: jax.Array, name: str = "x") -> None:
+    """Raises ValueError if the Bernoulli likelihood gets values outside [0, 1].
+
+    Only concrete values can be checked: under ``jit`` or ``vmap`` ``x`` is traced and
+    the check is skipped, so the public functions check their inputs before tracing.
+    """
+    if model.likelihood == "bernoulli":
+        check_unit_interval(x, name)
 
 
 def decoder_mean(likelihood: str, out: jax.Array) -> jax.Array:
@@ -147,9 +161,10 @@ def elbo(model: VAE, params: Params, x: jax.Array, key: jax.Array, num_samples: 
       The ELBO and its two terms, each a scalar.
     """
     chex.assert_rank(x, 3)
-    mean, logvar = model.apply(params, x, method=VAE.encode)
+    check_data(model, x)
+    mean, logvar = apply(model, params, VAE.encode, x)
     z = reparameterize(key, mean, logvar, num_samples)
-    out = model.apply(params, z, method=VAE.decode)
+    out = apply(model, params, VAE.decode, z)
     log_lik = jnp.mean(jax.vmap(lambda o: decoder_log_prob(model.likelihood, x, o))(out))
     kl = jnp.sum(standard_normal_kl(mean, logvar), axis=-1)
     return ELBOTerms(elbo=log_lik - kl, log_likelihood=log_lik, kl=kl)
@@ -168,9 +183,10 @@ def log_importance_weights(model: VAE, params: Params, x: jax.Array, key: jax.Ar
     Returns:
       The log-weights, shape [num].
     """
-    mean, logvar = model.apply(params, x, method=VAE.encode)
+    check_data(model, x)
+    mean, logvar = apply(model, params, VAE.encode, x)
     z = reparameterize(key, mean, logvar, num)
-    out = model.apply(params, z, method=VAE.decode)
+    out = apply(model, params, VAE.decode, z)
     log_px_z = jax.vmap(lambda o: decoder_log_prob(model.likelihood, x, o))(out)
     log_pz = jnp.sum(normal_log_prob(z, 0.0, 0.0), axis=-1)
     log_qz = jnp.sum(normal_log_prob(z, mean[None], logvar[None]), axis=-1)
@@ -214,6 +230,7 @@ def log_marginal_likelihood(
         raise ValueError(
             f"num_samples: expected a positive multiple of chunk_size={chunk_size}, got {num_samples}"
         )
+    check_data(model, x)
     num_chunks = num_samples // chunk_size
 
     def body(running: jax.Array, chunk_key: jax.Array) -> tuple[jax.Array, None]:
@@ -238,6 +255,9 @@ def make_loss(model: VAE, num_samples: int = 1, iwae_samples: int = 0) -> LossFn
     Returns:
       A pure loss function taking parameters, a batch ``{"image": [B, H, W, C]}`` and
       per-example keys [B]; metrics hold ``elbo``, ``recon`` (-E log p(x|z)) and ``kl``.
+      It raises ValueError unless ``keys`` holds B typed PRNG keys, shape [B], and, for
+      the Bernoulli likelihood, if a concrete ``batch["image"]`` leaves [0, 1] (a traced
+      one, under ``jit``, cannot be checked).
     """
     if num_samples <= 0:
         raise ValueError(f"num_samples: expected a positive int, got {num_samples}")
@@ -245,7 +265,8 @@ def make_loss(model: VAE, num_samples: int = 1, iwae_samples: int = 0) -> LossFn
     def loss(params: Params, batch: dict[str, jax.Array], keys: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         x = batch["image"]
         chex.assert_rank(x, 4)
-        chex.assert_shape(keys, (x.shape[0],))
+        check_example_keys(keys, x.shape[0])
+        check_data(model, x, 'batch["image"]')
         terms = jax.vmap(lambda xi, ki: elbo(model, params, xi, ki, num_samples))(x, keys)
         metrics = {
             "elbo": jnp.mean(terms.elbo),
@@ -265,14 +286,14 @@ def make_loss(model: VAE, num_samples: int = 1, iwae_samples: int = 0) -> LossFn
 def sample(model: VAE, params: Params, key: jax.Array, num: int) -> jax.Array:
     """Draws ``num`` images E[x|z] with z ~ N(0, I); returns [num, H, W, C] in [0, 1]."""
     z = jax.random.normal(key, (num, model.latent_dim))
-    return decoder_mean(model.likelihood, model.apply(params, z, method=VAE.decode))
+    return decoder_mean(model.likelihood, apply(model, params, VAE.decode, z))
 
 
 def reconstruct(model: VAE, params: Params, x: jax.Array) -> jax.Array:
     """Decodes the posterior mean of each image in ``x`` [B, H, W, C]; returns E[x|z]."""
     chex.assert_rank(x, 4)
-    mean, _ = model.apply(params, x, method=VAE.encode)
-    return decoder_mean(model.likelihood, model.apply(params, mean, method=VAE.decode))
+    mean, _ = apply(model, params, VAE.encode, x)
+    return decoder_mean(model.likelihood, apply(model, params, VAE.decode, mean))
 
 
 def latent_manifold(model: VAE, params: Params, grid_size: int = 20) -> jax.Array:
@@ -290,4 +311,4 @@ def latent_manifold(model: VAE, params: Params, grid_size: int = 20) -> jax.Arra
     coords = jax.scipy.stats.norm.ppf(probs)
     z1, z2 = jnp.meshgrid(coords, coords[::-1], indexing="xy")
     z = jnp.stack([z1.reshape(-1), z2.reshape(-1)], axis=-1)
-    return decoder_mean(model.likelihood, model.apply(params, z, method=VAE.decode))
+    return decoder_mean(model.likelihood, apply(model, params, VAE.decode, z))

@@ -1,6 +1,7 @@
 """Neural-network building blocks shared by the model families."""
 
 from genjax.nn.conv import ConvDecoder, ConvEncoder
+from genjax.nn.diffusers_import import convert_diffusers_state_dict, load_diffusers_unet, unet_from_diffusers_config
 from genjax.nn.gan_nets import (
     DCGANCritic,
     DCGANGenerator,
@@ -9,7 +10,6 @@ from genjax.nn.gan_nets import (
     ResNetCritic,
     ResNetGenerator,
 )
-from genjax.nn.diffusers_import import convert_diffusers_state_dict, load_diffusers_unet, unet_from_diffusers_config
 from genjax.nn.inception import (
     FIDInceptionV3,
     InceptionOutput,
@@ -18,6 +18,7 @@ from genjax.nn.inception import (
     load_inception_params,
 )
 from genjax.nn.mlp import MLP
+from genjax.nn.module import apply
 from genjax.nn.unet import UNet, ddpm_cifar10, sinusoidal_embedding, unet_tiny
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ResNetCritic",
     "ResNetGenerator",
     "UNet",
+    "apply",
     "convert_diffusers_state_dict",
     "ddpm_cifar10",
     "inception_features",

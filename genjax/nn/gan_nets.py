@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import TypeGuard
 
 import flax.linen as nn
 import jax
@@ -87,7 +88,7 @@ _LN_EPSILON = 1e-5  # the epsilon of the WGAN-GP reference layer-norm op
 # Argument checks and small helpers.
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int | np.integer]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
@@ -117,7 +118,7 @@ def _check_image_shape(name: str, shape: object) -> tuple[int, int, int]:
         or not all(_is_int(s) and s > 0 for s in shape)
     ):
         raise ValueError(f"{name}: expected (height, width, channels) of positive ints, got {shape!r}")
-    return tuple(shape)  # type: ignore[return-value]
+    return tuple(shape)
 
 
 def _check_latent(z: jax.Array) -> None:

@@ -46,7 +46,7 @@ import functools
 import math
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import chex
 import flax
@@ -55,6 +55,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
+
+from genjax.nn.module import apply
 
 __all__ = [
     "FID_INPUT_SIZE",
@@ -116,7 +118,7 @@ def _validate_images(images: Any, *, resize: bool) -> tuple[int, int, int, int]:
             f"images: without resizing, expected H and W >= {MIN_INPUT_SIZE}, got {shape[1]}x{shape[2]} "
             f"(use resize=True for the standard {FID_INPUT_SIZE}x{FID_INPUT_SIZE} input)"
         )
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def fid_preprocess(images: jax.Array, *, resize: bool = True) -> jax.Array:
@@ -573,7 +575,8 @@ def load_inception_params(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 @functools.partial(jax.jit, static_argnames=("resize",))
 def _forward(variables: Mapping[str, Any], images: jax.Array, resize: bool) -> InceptionOutput:
-    return FIDInceptionV3(resize_input=resize).apply(variables, images)
+    # Without features_only, FIDInceptionV3.__call__ returns an InceptionOutput.
+    return cast(InceptionOutput, apply(FIDInceptionV3(resize_input=resize), variables, FIDInceptionV3.__call__, images))
 
 
 def _check_variables(variables: Any) -> None:

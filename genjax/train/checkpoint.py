@@ -129,7 +129,7 @@ class Checkpointer:
         try:
             tree = self._manager.item_metadata(step)["state"].tree
             return {leaf.name: tuple(leaf.shape) for leaf in jax.tree.leaves(tree)}
-        except Exception:  # noqa: BLE001 - unreadable metadata is handled as a corrupt checkpoint
+        except Exception:  # unreadable metadata is handled as a corrupt checkpoint
             return None
 
     def _target(self, step: int, template: TrainState) -> Any:
@@ -185,7 +185,7 @@ class Checkpointer:
                 if state_digest(state) != meta.get("digest"):
                     raise CheckpointError(f"checkpoint {step}: state digest does not match its record")
                 return state, meta
-            except Exception as err:  # noqa: BLE001 - any failure to load means "try the previous one"
+            except Exception as err:  # any failure to load means "try the previous one"
                 moved = self._set_aside(step)
                 log.warning("checkpoint at step %d in %s is unreadable (%s); moved it to %s and trying the previous one", step, self.directory, err, moved)
         raise CheckpointError(f"no checkpoint in {self.directory} could be restored (tried steps {steps})")

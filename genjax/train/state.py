@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import chex
 import jax
@@ -31,6 +31,12 @@ class TrainState:
     opt_state: optax.OptState
     ema_params: Any = None
     model_state: Any = None
+
+    if TYPE_CHECKING:
+        # struct.dataclass adds ``replace`` at run time, where type checkers cannot see it.
+        def replace(self, **changes: Any) -> TrainState:
+            """A copy with the named fields replaced."""
+            ...
 
 
 def create_train_state(
