@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
@@ -87,11 +86,6 @@ def loss_update(config: ml_collections.ConfigDict, loss_fn: LossFn, *, steps_per
         stateful=stateful,
         ema_decay=config.train.ema_decay or None,
     )
-
-
-def pure_apply(module: nn.Module) -> Callable[..., jax.Array]:
-    """``module.apply`` typed as what it returns when no collection is mutable: an array."""
-    return cast(Callable[..., jax.Array], module.apply)
 
 
 def local_slice(global_batch: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     sys.modules[module_spec.name] = module
     try:
         module_spec.loader.exec_module(module)
-    except Exception as err:  # noqa: BLE001 - any error in user config code becomes one line
+    except Exception as err:
         raise ConfigError(f"--config: '{path_str}' failed to load: {type(err).__name__}: {err}") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"--config: '{path_str}' does not define get_config()")

@@ -15,10 +15,11 @@ import numpy as np
 from genjax import samplers as samplers_lib
 from genjax import viz
 from genjax.data import Batcher, map_batches
-from genjax.experiment.base import Experiment, check_common, load_split, loss_update, pure_apply
+from genjax.experiment.base import Experiment, check_common, load_split, loss_update
 from genjax.experiment.config import base_config
 from genjax.metrics import bits_per_dim
 from genjax.models import diffusion as diff
+from genjax.nn.module import array_apply
 from genjax.nn.unet import UNet
 from genjax.types import Params
 
@@ -141,8 +142,8 @@ def unet_apply(unet: UNet) -> diff.ApplyFn:
 
     def apply(params: Params, x: jax.Array, t: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
         if dropout_key is None:
-            return pure_apply(unet)(params, x, t, train=False)
-        return pure_apply(unet)(params, x, t, train=True, rngs={"dropout": dropout_key})
+            return array_apply(unet)(params, x, t, train=False)
+        return array_apply(unet)(params, x, t, train=True, rngs={"dropout": dropout_key})
 
     return apply
 

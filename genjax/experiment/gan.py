@@ -26,13 +26,14 @@ import numpy as np
 from genjax import viz
 from genjax.data import Batcher, map_batches
 from genjax.data.toy2d import TOY_2D, sample_toy2d, toy2d_mode_std, toy2d_modes
-from genjax.experiment.base import Experiment, check_common, load_split, local_slice, pure_apply
+from genjax.experiment.base import Experiment, check_common, load_split, local_slice
 from genjax.experiment.config import base_config
 from genjax.keys import TOY_DATA, stream
 from genjax.metrics.parzen import parzen_log_likelihood
 from genjax.metrics.toy2d import mode_metrics, sliced_wasserstein
 from genjax.models import gan as gan_lib
 from genjax.nn import gan_nets
+from genjax.nn.module import array_apply
 from genjax.train.optim import make_optimizer
 from genjax.train.step import MultiPlayerUpdate
 from genjax.types import Params
@@ -228,7 +229,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         return {"image": data.reshape((data.shape[0] // n_critic, n_critic) + data.shape[1:])}
 
     g_apply = jax.jit(lambda p, z: generator.apply(p, z))
-    c_apply = jax.jit(lambda p, x: gan_lib.critic_scores(pure_apply(critic), p, x))
+    c_apply = jax.jit(lambda p, x: gan_lib.critic_scores(array_apply(critic), p, x))
 
     def generate(params: Params, key: jax.Array, num: int) -> np.ndarray:
         return map_batches(lambda keys: g_apply(params["generator"], gan_lib.latent_noise(keys, latent_dim)), batch_size=ev.batch_size, key=key, num=num)
@@ -305,8 +306,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
 
     update = functools.partial(
         gan_lib.make_gan_update,
-        pure_apply(generator),
-        pure_apply(critic),
+        array_apply(generator),
+        array_apply(critic),
         objective=objective,
         latent_dim=latent_dim,
         generator_optimizer=optimizers["generator"],

@@ -18,7 +18,7 @@ from genjax.nn.inception import (
     load_inception_params,
 )
 from genjax.nn.mlp import MLP
-from genjax.nn.module import apply
+from genjax.nn.module import apply, array_apply
 from genjax.nn.unet import UNet, ddpm_cifar10, sinusoidal_embedding, unet_tiny
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "ResNetGenerator",
     "UNet",
     "apply",
+    "array_apply",
     "convert_diffusers_state_dict",
     "ddpm_cifar10",
     "inception_features",

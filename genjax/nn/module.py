@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar, cast
 
 import flax.linen as nn
+import jax
 from typing_extensions import TypeVarTuple, Unpack
 
 from genjax.types import Params
@@ -34,3 +35,11 @@ def apply(module: M, variables: Params, method: Callable[[M, Unpack[Args]], R], 
       What ``method`` returns.
     """
     return cast(R, module.apply(variables, *args, method=method))
+
+
+def array_apply(module: nn.Module) -> Callable[..., jax.Array]:
+    """``module.apply`` itself, typed as returning an array: for passing a network as a
+    function (``generator(params, z)``) or calling it with ``rngs=`` and keyword
+    arguments, which ``apply`` above does not take. Only for modules whose method returns
+    one array and with no mutable collections."""
+    return cast(Callable[..., jax.Array], module.apply)
