@@ -145,20 +145,30 @@ PRESETS: dict[str, Preset] = {
 }
 
 NOTES = (
-    ("The torch side is plain eager PyTorch (no torch.compile), as users run diffusers pipelines; "
-     "genjax runs one XLA program per call (the whole reverse process is one lax.scan)."),
-    ("Both sides run the same weights (saved by diffusers as safetensors, imported by "
-     "genjax.nn.diffusers_import) and the same schedule (linear betas 1e-4..0.02, T=1000, "
-     "timestep_spacing='linspace', clipped x0, DDPM fixed_small variance, DDIM eta=0 with "
-     "use_clipped_model_output=True), with the same number of network evaluations per image (steps)."),
-    ("DDIM: diffusers' DDIMScheduler steps from t to t - T // steps, not to the next entry of its "
-     "linspace timestep list as genjax does, so the DDIM samples differ slightly; the work per step is the same."),
-    ("Sampling: the diffusers pipelines also map the final images to [0, 1] (x / 2 + 0.5, clamp), "
-     "genjax returns model-scale samples; both keep the result on the device (output_type='pt')."),
-    ("Training: genjax's step (build_train_step with the ddpm task's loss) also computes the one-t "
-     "L_vlb estimate, grad and param norms as metrics and draws t and noise per example from "
-     "fold_in(key, step); the torch step computes only the MSE loss. Dropout is 0 on both sides; "
-     "Adam with lr 2e-4, b1 0.9, b2 0.999, eps 1e-8 on both."),
+    (
+        "The torch side is plain eager PyTorch (no torch.compile), as users run diffusers pipelines; "
+        "genjax runs one XLA program per call (the whole reverse process is one lax.scan)."
+    ),
+    (
+        "Both sides run the same weights (saved by diffusers as safetensors, imported by "
+        "genjax.nn.diffusers_import) and the same schedule (linear betas 1e-4..0.02, T=1000, "
+        "timestep_spacing='linspace', clipped x0, DDPM fixed_small variance, DDIM eta=0 with "
+        "use_clipped_model_output=True), with the same number of network evaluations per image (steps)."
+    ),
+    (
+        "DDIM: diffusers' DDIMScheduler steps from t to t - T // steps, not to the next entry of its "
+        "linspace timestep list as genjax does, so the DDIM samples differ slightly; the work per step is the same."
+    ),
+    (
+        "Sampling: the diffusers pipelines also map the final images to [0, 1] (x / 2 + 0.5, clamp), "
+        "genjax returns model-scale samples; both keep the result on the device (output_type='pt')."
+    ),
+    (
+        "Training: genjax's step (build_train_step with the ddpm task's loss) also computes the one-t "
+        "L_vlb estimate, grad and param norms as metrics and draws t and noise per example from "
+        "fold_in(key, step); the torch step computes only the MSE loss. Dropout is 0 on both sides; "
+        "Adam with lr 2e-4, b1 0.9, b2 0.999, eps 1e-8 on both."
+    ),
     "Timings alternate genjax and torch run by run after one warm-up each; medians are reported.",
 )
 
@@ -700,7 +710,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
-    bad = [k for k, v in (("ddpm", sampling["ddpm"]["ratio_images_per_s"]), ("ddim", sampling["ddim"]["ratio_images_per_s"]), ("train", train["ratio_steps_per_s"])) if not math.isfinite(v)]
+    bad = [
+        k
+        for k, v in (("ddpm", sampling["ddpm"]["ratio_images_per_s"]), ("ddim", sampling["ddim"]["ratio_images_per_s"]), ("train", train["ratio_steps_per_s"]))
+        if not math.isfinite(v)
+    ]
     if bad:
         raise SystemExit(f"non-finite ratios for {bad}")
     return result

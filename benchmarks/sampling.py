@@ -95,7 +95,20 @@ def forward_gflop(model: UNet, params: Any, shape: tuple[int, int, int]) -> floa
     return None if flops is None else float(flops) / 8 / 1e9
 
 
-def measure(model_name: str, model: UNet, params: Any, shape: tuple[int, int, int], abar: jax.Array, sampler: str, steps: int, batch: int, repeats: int, gflop: float | None, peak_tflops: float | None, dtype: str) -> Record:
+def measure(
+    model_name: str,
+    model: UNet,
+    params: Any,
+    shape: tuple[int, int, int],
+    abar: jax.Array,
+    sampler: str,
+    steps: int,
+    batch: int,
+    repeats: int,
+    gflop: float | None,
+    peak_tflops: float | None,
+    dtype: str,
+) -> Record:
     """Compiles and times one (sampler, steps, batch) configuration."""
 
     def run(p: Any, key: jax.Array) -> jax.Array:
@@ -170,7 +183,9 @@ def main(argv: Sequence[str] | None = None) -> list[Record]:
     params = random_params(model, shape, 0)
     abar = diff.make_schedule(diff.beta_schedule("linear", args.timesteps)).alphas_cumprod
     gflop = forward_gflop(model, params, shape)
-    print(f"device: {device_description()} | jax {jax.__version__} | model {args.model} {shape} {num_params(params):,} params, {args.dtype}, {gflop} GFLOP/eval")
+    print(
+        f"device: {device_description()} | jax {jax.__version__} | model {args.model} {shape} {num_params(params):,} params, {args.dtype}, {gflop} GFLOP/eval"
+    )
     records = []
     print(f"{'sampler':>9} {'steps':>5} {'batch':>5} {'compile_s':>9} {'images/s':>10} {'evals/s':>10} {'mfu':>6}")
     for sampler in args.samplers:

@@ -269,10 +269,7 @@ def measure(
 
 def print_table(records: Sequence[dict[str, Any]]) -> None:
     """Prints one line per configuration."""
-    header = (
-        f"{'config':<14}{'batch':>6}{'compile_s':>11}{'lower_s':>9}{'xla_s':>8}"
-        f"{'steps/s':>10}{'examples/s':>12}{'GFLOP/s':>9}"
-    )
+    header = f"{'config':<14}{'batch':>6}{'compile_s':>11}{'lower_s':>9}{'xla_s':>8}{'steps/s':>10}{'examples/s':>12}{'GFLOP/s':>9}"
     print(header)
     print("-" * len(header))
 
@@ -357,8 +354,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     for config in configs:
         if settings.batch % config.num_devices:
             print(
-                f"{config.name}: batch {settings.batch} is not divisible by {config.num_devices} devices; "
-                f"using {round_up(settings.batch, config.num_devices)}"
+                f"{config.name}: batch {settings.batch} is not divisible by {config.num_devices} devices; using {round_up(settings.batch, config.num_devices)}"
             )
         record, measured = measure(config, settings, model, params, optimizer, flops_per_example)
         if flops_per_example is None:

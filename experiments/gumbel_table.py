@@ -28,10 +28,42 @@ MODEL_NAMES = {"gumbel_vae_mnist": "vae", "gumbel_sbn_mnist": "sbn"}
 # Table 1 of the paper (test loss; ../shared/ANCHORS.md). DARN and MuProp are not
 # implemented here and are listed only for reference.
 PAPER = {
-    "sbn_bernoulli": {"score_function": 72.0, "darn": 59.7, "muprop": 58.9, "straight_through": 58.9, "annealed_straight_through": 58.7, "gumbel_softmax": 58.5, "st_gumbel_softmax": 59.3},
-    "sbn_categorical": {"score_function": 73.1, "darn": 67.9, "muprop": 63.0, "straight_through": 61.8, "annealed_straight_through": 61.1, "gumbel_softmax": 59.0, "st_gumbel_softmax": 59.7},
-    "vae_bernoulli": {"score_function": 112.2, "darn": 110.9, "muprop": 109.7, "straight_through": 116.0, "annealed_straight_through": 111.5, "gumbel_softmax": 105.0, "st_gumbel_softmax": 111.5},
-    "vae_categorical": {"score_function": 110.6, "darn": 128.8, "muprop": 107.0, "straight_through": 110.9, "annealed_straight_through": 107.8, "gumbel_softmax": 101.5, "st_gumbel_softmax": 107.8},
+    "sbn_bernoulli": {
+        "score_function": 72.0,
+        "darn": 59.7,
+        "muprop": 58.9,
+        "straight_through": 58.9,
+        "annealed_straight_through": 58.7,
+        "gumbel_softmax": 58.5,
+        "st_gumbel_softmax": 59.3,
+    },
+    "sbn_categorical": {
+        "score_function": 73.1,
+        "darn": 67.9,
+        "muprop": 63.0,
+        "straight_through": 61.8,
+        "annealed_straight_through": 61.1,
+        "gumbel_softmax": 59.0,
+        "st_gumbel_softmax": 59.7,
+    },
+    "vae_bernoulli": {
+        "score_function": 112.2,
+        "darn": 110.9,
+        "muprop": 109.7,
+        "straight_through": 116.0,
+        "annealed_straight_through": 111.5,
+        "gumbel_softmax": 105.0,
+        "st_gumbel_softmax": 111.5,
+    },
+    "vae_categorical": {
+        "score_function": 110.6,
+        "darn": 128.8,
+        "muprop": 107.0,
+        "straight_through": 110.9,
+        "annealed_straight_through": 107.8,
+        "gumbel_softmax": 101.5,
+        "st_gumbel_softmax": 107.8,
+    },
 }
 TABLE_BEGIN, TABLE_END = "<!-- table:begin -->", "<!-- table:end -->"
 
@@ -40,8 +72,10 @@ def train_args(experiment: str, preset: str, estimator: str, steps: int, workdir
     """The ``genjax`` arguments that train one row."""
     return [
         "train",
-        "--config", f"{HERE / experiment / 'config.py'}:{preset}",
-        "--workdir", str(workdir),
+        "--config",
+        f"{HERE / experiment / 'config.py'}:{preset}",
+        "--workdir",
+        str(workdir),
         f"--config.model.estimator={estimator}",
         f"--config.train.num_steps={steps}",
         *extra,

@@ -46,6 +46,7 @@ Real = TypeVar("Real", jax.Array, float)
 _LOG_2PI = math.log(2.0 * math.pi)
 _BIN_HALF_WIDTH = 1.0 / 255.0
 
+
 def eps_from_x0(x_t: jax.Array, x0: jax.Array, abar: jax.Array) -> jax.Array:
     """``eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar)`` (Ho et al. 2020, eq. 4 solved for eps).
 

@@ -93,9 +93,7 @@ def _categorical_noise(key, logits, temperature, axis):
     return x, x + sample_gumbel(key, logits.shape, cdt), logits != -jnp.inf, axis, jnp.asarray(temperature, cdt)
 
 
-def gumbel_softmax(
-    key: jax.Array, logits: ArrayLike, *, temperature: ArrayLike, hard: bool = False, axis: int = -1
-) -> jax.Array:
+def gumbel_softmax(key: jax.Array, logits: ArrayLike, *, temperature: ArrayLike, hard: bool = False, axis: int = -1) -> jax.Array:
     """A Gumbel-softmax (Concrete) sample, Jang et al., arXiv:1611.01144, eq. (1).
 
     y_i = exp((log pi_i + g_i) / tau) / sum_j exp((log pi_j + g_j) / tau), g_i ~ Gumbel(0, 1).
@@ -160,9 +158,7 @@ def relaxed_bernoulli(key: jax.Array, logits: ArrayLike, *, temperature: ArrayLi
     return out
 
 
-def straight_through_categorical(
-    key: jax.Array, logits: ArrayLike, *, temperature: ArrayLike = 1.0, axis: int = -1
-) -> jax.Array:
+def straight_through_categorical(key: jax.Array, logits: ArrayLike, *, temperature: ArrayLike = 1.0, axis: int = -1) -> jax.Array:
     """Straight-through one-hot sample (Bengio et al., arXiv:1308.3432; "ST" in arXiv:1611.01144).
 
     The value is an exact one-hot draw from Categorical(softmax(logits)) by the Gumbel-max
@@ -205,9 +201,7 @@ def straight_through_bernoulli(key: jax.Array, logits: ArrayLike, *, temperature
     return _straight_through(soft, (noisy > 0).astype(logits.dtype))
 
 
-def temperature_schedule(
-    step: ArrayLike, *, tau0: float = 1.0, tau_min: float = 0.5, rate: float, every: int = 1
-) -> jax.Array:
+def temperature_schedule(step: ArrayLike, *, tau0: float = 1.0, tau_min: float = 0.5, rate: float, every: int = 1) -> jax.Array:
     """Annealed temperature max(tau_min, tau0 exp(-rate t)), t = step rounded down to ``every``.
 
     The schedule of Jang et al., arXiv:1611.01144, sec. 4.2 (tau = max(0.5, exp(-r t)),
@@ -242,4 +236,3 @@ def ema_baseline_update(baseline: ArrayLike, value: ArrayLike, *, decay: jax.Arr
     if d is not None and not (np.all(d >= 0) and np.all(d < 1)):
         raise ValueError(f"decay: expected a value in [0, 1), got {d}")
     return decay * jnp.asarray(baseline) + (1.0 - decay) * lax.stop_gradient(value)
-

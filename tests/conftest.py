@@ -10,9 +10,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The tests run tiny models, so their cost is almost all XLA compilation; without the
 # backend's optimisation passes the UNet compiles 4-10x faster on CPU (measured: the
 # tiny UNet's gradient 31 s -> 7 s) and runs slower, which tiny models do not notice.
-os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"]
-).strip()
+os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"]).strip()
 
 import jax
 import pytest

@@ -167,7 +167,21 @@ def test_resume_refuses_a_changed_config(tiny_run, capsys):
 
 
 def _train_cmd(workdir: pathlib.Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "genjax.cli", "train", "--config", TINY, "--workdir", str(workdir), "--config.train.num_steps=800", "--config.train.checkpoint_every=100", "--config.train.eval_every=0", "--config.eval.is_samples=0", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "genjax.cli",
+        "train",
+        "--config",
+        TINY,
+        "--workdir",
+        str(workdir),
+        "--config.train.num_steps=800",
+        "--config.train.checkpoint_every=100",
+        "--config.train.eval_every=0",
+        "--config.eval.is_samples=0",
+        *extra,
+    ]
 
 
 @pytest.mark.slow

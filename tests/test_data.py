@@ -32,10 +32,7 @@ _FAKE_SIZES = {"train": 6, "valid": 3, "test": 2}
 
 def _fake_mnist_splits() -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     rng = np.random.default_rng(0)
-    return tuple(
-        (rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n).astype(np.int64))
-        for n in _FAKE_SIZES.values()
-    )
+    return tuple((rng.random((n, 784), dtype=np.float32), rng.integers(0, 10, n).astype(np.int64)) for n in _FAKE_SIZES.values())
 
 
 def _sha(data_bytes: bytes) -> str:
@@ -202,10 +199,7 @@ def test_datasets_names():
 
 
 def test_load_dataset_unknown_name():
-    expected = (
-        "unknown dataset name 'xyz': expected one of "
-        "['binarized_mnist', 'cifar10', 'fashion_mnist', 'mnist']"
-    )
+    expected = "unknown dataset name 'xyz': expected one of ['binarized_mnist', 'cifar10', 'fashion_mnist', 'mnist']"
     with pytest.raises(ValueError) as err:
         data.load_dataset("xyz", "train")
     assert str(err.value) == expected
@@ -439,9 +433,7 @@ def test_toy2d_under_jit_and_vmap():
     whole, batched = draw(jax.random.key(0))
     np.testing.assert_allclose(whole, _toy_samples(name), atol=1e-6)
     assert batched.shape == (3, 5, 2)
-    np.testing.assert_allclose(
-        batched[1], data.sample_toy2d(jax.random.split(jax.random.key(0), 3)[1], name, 5), atol=1e-6
-    )
+    np.testing.assert_allclose(batched[1], data.sample_toy2d(jax.random.split(jax.random.key(0), 3)[1], name, 5), atol=1e-6)
 
 
 def test_toy2d_mode_tables():
@@ -473,9 +465,7 @@ def test_toy2d_mixture_statistics(name):
     assert counts.min() > 0.85 * expected_count and counts.max() < 1.15 * expected_count
     for k in range(len(modes)):
         # The empirical mean of each mode is its centre to within 5 standard errors.
-        np.testing.assert_allclose(
-            residual[nearest == k].mean(0), 0.0, atol=5 * std / math.sqrt(counts[k])
-        )
+        np.testing.assert_allclose(residual[nearest == k].mean(0), 0.0, atol=5 * std / math.sqrt(counts[k]))
     # Per-coordinate std: 48k residuals give a relative standard error of 0.3%.
     assert residual.std() == pytest.approx(std, rel=0.03)
 
@@ -593,23 +583,14 @@ def _binarize_images(batch, rng):
 
 @pytest.mark.parametrize("count", [2, 4, 8])
 def test_batcher_process_slices_make_the_global_batch(count):
-    whole = data.Batcher(
-        _arrays(), 16, 5, transform=_binarize_images, process_index=0, process_count=1
-    )
-    parts = [
-        data.Batcher(
-            _arrays(), 16, 5, transform=_binarize_images, process_index=i, process_count=count
-        )
-        for i in range(count)
-    ]
+    whole = data.Batcher(_arrays(), 16, 5, transform=_binarize_images, process_index=0, process_count=1)
+    parts = [data.Batcher(_arrays(), 16, 5, transform=_binarize_images, process_index=i, process_count=count) for i in range(count)]
     for step in (0, 9):
         expected = whole.batch(step)
         local = [p.batch(step) for p in parts]
         assert all(len(part["index"]) == 16 // count for part in local)
         for name in expected:
-            np.testing.assert_array_equal(
-                np.concatenate([part[name] for part in local]), expected[name]
-            )
+            np.testing.assert_array_equal(np.concatenate([part[name] for part in local]), expected[name])
 
 
 def test_batcher_transform_randomness_depends_on_step():

@@ -31,7 +31,14 @@ def test_ddpm_cifar10_preset_has_the_papers_parameter_count(capsys):
     model = info["config"]["model"]
     assert (model["ch"], tuple(model["ch_mult"]), model["num_res_blocks"], tuple(model["attn_resolutions"])) == (128, (1, 2, 2, 2), 2, (16,))
     train = info["config"]["train"]
-    assert (train["batch_size"], train["learning_rate"], train["warmup_steps"], train["grad_clip"], train["ema_decay"], train["num_steps"]) == (128, 2e-4, 5000, 1.0, 0.9999, 800_000)
+    assert (train["batch_size"], train["learning_rate"], train["warmup_steps"], train["grad_clip"], train["ema_decay"], train["num_steps"]) == (
+        128,
+        2e-4,
+        5000,
+        1.0,
+        0.9999,
+        800_000,
+    )
     assert info["config"]["data"]["random_flip"] is True and model["dropout"] == 0.1
 
 
@@ -49,7 +56,21 @@ def test_tiny_run_writes_every_output(tiny_run):
 @pytest.mark.parametrize("sampler, steps", [("heun", 3)])
 def test_genjax_sample_writes_npz_and_grid(tiny_run, tmp_path, capsys, sampler, steps):
     out = tmp_path / f"{sampler}.npz"
-    args = ["sample", "--config", f"{MNIST_CONFIG}:tiny", "--workdir", str(tiny_run), "--num", "3", "--sampler", sampler, "--steps", str(steps), "--out", str(out)]
+    args = [
+        "sample",
+        "--config",
+        f"{MNIST_CONFIG}:tiny",
+        "--workdir",
+        str(tiny_run),
+        "--num",
+        "3",
+        "--sampler",
+        sampler,
+        "--steps",
+        str(steps),
+        "--out",
+        str(out),
+    ]
     assert cli.main(args) == 0
     images = np.load(out)["images"]
     assert images.shape == (3, 8, 8, 1) and images.dtype == np.float32
@@ -79,7 +100,15 @@ def test_sampler_flags_are_refused_for_families_without_samplers(tmp_path, capsy
 
 
 def test_image_shape_the_unet_cannot_halve_is_refused(tmp_path, capsys):
-    args = ["train", "--config", f"{MNIST_CONFIG}:tiny", "--workdir", str(tmp_path), "--config.data.image_shape=(10, 10, 1)", "--config.model.ch_mult=(1, 2, 2)"]
+    args = [
+        "train",
+        "--config",
+        f"{MNIST_CONFIG}:tiny",
+        "--workdir",
+        str(tmp_path),
+        "--config.data.image_shape=(10, 10, 1)",
+        "--config.model.ch_mult=(1, 2, 2)",
+    ]
     assert cli.main(args) == 1
     err = capsys.readouterr().err
     assert "x: image height and width must be multiples of 2**(len(ch_mult) - 1) = 4" in err, err
@@ -100,7 +129,13 @@ def test_ddpm_cifar10_smoke_on_tfds_mock_data(tmp_path, mock_cifar10):
 def tiny28_run(tmp_path_factory):
     """The tiny preset at MNIST's 28x28x1, the shape the report's classifier needs."""
     workdir = tmp_path_factory.mktemp("ddpm_tiny28")
-    overrides = ["--config.data.image_shape=(28, 28, 1)", "--config.model.attn_resolutions=(14,)", "--config.train.num_steps=2", "--config.eval.num_grid=2", "--config.eval.progressive_rows=1"]
+    overrides = [
+        "--config.data.image_shape=(28, 28, 1)",
+        "--config.model.attn_resolutions=(14,)",
+        "--config.train.num_steps=2",
+        "--config.eval.num_grid=2",
+        "--config.eval.progressive_rows=1",
+    ]
     assert cli.main(["train", "--config", f"{MNIST_CONFIG}:tiny", "--workdir", str(workdir), *overrides]) == 0
     return workdir
 
@@ -118,7 +153,15 @@ def test_mnist_report_scores_every_sampler(tiny28_run, tmp_path):
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["metrics"]["test_bits_per_dim"] == json.loads((tiny28_run / "eval.json").read_text())["test_bits_per_dim"]
     rows = [(r["sampler"], r.get("clip_x0", False), r["steps"]) for r in result["samplers"]]
-    assert rows == [("ddpm", False, 2), ("ddpm", False, 2), ("ddim", False, 2), ("dpmpp_2m", False, 2), ("dpmpp_2m", True, 2), ("heun", False, 2), ("heun", True, 2)]
+    assert rows == [
+        ("ddpm", False, 2),
+        ("ddpm", False, 2),
+        ("ddim", False, 2),
+        ("dpmpp_2m", False, 2),
+        ("dpmpp_2m", True, 2),
+        ("heun", False, 2),
+        ("heun", True, 2),
+    ]
     assert [r["evals_per_image"] for r in result["samplers"] if r["sampler"] == "heun"] == [3, 3]
     distances = [r["classifier_frechet_distance"] for r in result["samplers"]]
     reference = result["fd_reference"]["classifier_frechet_distance"]

@@ -62,9 +62,7 @@ def _assert_forward_parity(torch_model: UNet2DModel, model, params, *, batch: in
     t = np.array([3, 999, 500, 0][:batch], dtype=np.int64)
     y = np.arange(batch, dtype=np.int64) % 7 + 1 if labels else None
     with torch.no_grad():
-        ref = torch_model(
-            torch.from_numpy(x), torch.from_numpy(t), class_labels=None if y is None else torch.from_numpy(y)
-        ).sample.numpy()
+        ref = torch_model(torch.from_numpy(x), torch.from_numpy(t), class_labels=None if y is None else torch.from_numpy(y)).sample.numpy()
     ref = ref.transpose(0, 2, 3, 1)  # NCHW -> NHWC
     out = np.asarray(jax.jit(model.apply)(params, x.transpose(0, 2, 3, 1), t, y))
     assert out.shape == ref.shape

@@ -52,7 +52,12 @@ def test_bad_schedule_arguments_raise():
         D.check_timesteps(-1, 10)
     D.check_timesteps(np.array([0, 9]), 10)
     s = _schedule(T=10)
-    for kw, match in [({"parameterization": "score"}, "parameterization"), ({"variance": "free"}, "variance"), ({"loss": "l1"}, "loss"), ({"vlb_weight": -1.0}, "vlb_weight")]:
+    for kw, match in [
+        ({"parameterization": "score"}, "parameterization"),
+        ({"variance": "free"}, "variance"),
+        ({"loss": "l1"}, "loss"),
+        ({"vlb_weight": -1.0}, "vlb_weight"),
+    ]:
         with pytest.raises(ValueError, match=match):
             D.Diffusion(schedule=s, **kw)
 

@@ -359,9 +359,7 @@ def test_temperature_schedule():
     taus = np.asarray(jax.jit(lambda s: est.temperature_schedule(s, **kw))(steps))
     assert taus.dtype == np.float32
     np.testing.assert_allclose(taus, [1.0, 1.0, 1.0, np.exp(-0.5), np.exp(-0.5), 0.5, 0.5], rtol=1e-6)
-    assert float(jax.jit(lambda s: est.temperature_schedule(s, rate=1e-4))(jnp.int32(7))) == pytest.approx(
-        np.exp(-7e-4), rel=1e-6
-    )
+    assert float(jax.jit(lambda s: est.temperature_schedule(s, rate=1e-4))(jnp.int32(7))) == pytest.approx(np.exp(-7e-4), rel=1e-6)
 
 
 # 8. Transformations, dtypes and extreme logits.

@@ -49,9 +49,7 @@ def test_key_streams_are_named_distinct_and_fixed():
     init, train, _ = jax.random.split(jax.random.key(3), 3)
     np.testing.assert_array_equal(jax.random.key_data(run.init), jax.random.key_data(init))
     np.testing.assert_array_equal(jax.random.key_data(run.train), jax.random.key_data(train))
-    np.testing.assert_array_equal(
-        jax.random.key_data(keys.stream(3, keys.SAMPLES)), jax.random.key_data(jax.random.fold_in(jax.random.key(3), 0x5A3))
-    )
+    np.testing.assert_array_equal(jax.random.key_data(keys.stream(3, keys.SAMPLES)), jax.random.key_data(jax.random.fold_in(jax.random.key(3), 0x5A3)))
     assert keys.numpy_rng(3, keys.TOY_DATA, 7).random() == np.random.default_rng([3, keys.TOY_DATA, 7]).random()
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="seed: expected a non-negative int"):

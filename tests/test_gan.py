@@ -50,9 +50,7 @@ def _params(seed=0):
 
 
 def _builder(objective):
-    return functools.partial(
-        G.make_gan_update, GEN.apply, CRITIC.apply, objective=objective, latent_dim=2, generator_optimizer=G_OPT, critic_optimizer=C_OPT
-    )
+    return functools.partial(G.make_gan_update, GEN.apply, CRITIC.apply, objective=objective, latent_dim=2, generator_optimizer=G_OPT, critic_optimizer=C_OPT)
 
 
 def _batch(step, batch=16, n_critic=3):
@@ -211,8 +209,14 @@ def test_interrupted_run_resumes_to_identical_params(tmp_path):
 
     def run(num_steps, directory):
         return train(
-            train_step=step, state=init, batches=lambda s: _batch(s, n_critic=2), key=jax.random.key(5),
-            num_steps=num_steps, checkpoint_every=3, checkpointer=Checkpointer(directory), progress=False,
+            train_step=step,
+            state=init,
+            batches=lambda s: _batch(s, n_critic=2),
+            key=jax.random.key(5),
+            num_steps=num_steps,
+            checkpoint_every=3,
+            checkpointer=Checkpointer(directory),
+            progress=False,
         )
 
     straight = run(6, tmp_path / "a")
@@ -290,7 +294,9 @@ def test_update_follows_algorithm_1_order_and_noise():
     lr = 0.05
     sgd = optax.sgd(lr)
     obj = G.GANObjective(kind="wgan_gp", n_critic=1)
-    update = jax.jit(functools.partial(G.make_gan_update, GEN.apply, CRITIC.apply, objective=obj, latent_dim=2, generator_optimizer=sgd, critic_optimizer=sgd)())
+    update = jax.jit(
+        functools.partial(G.make_gan_update, GEN.apply, CRITIC.apply, objective=obj, latent_dim=2, generator_optimizer=sgd, critic_optimizer=sgd)()
+    )
     params = _params()
     state = create_train_state(params, {"generator": sgd, "critic": sgd})
     keys = example_keys(jax.random.key(1), state.step, 16)
@@ -349,8 +355,13 @@ def test_training_on_eight_gaussians_covers_most_modes(kind, b1):
     key = jax.random.key(0)
     params = {"generator": gen.init(key, jnp.zeros((1, 2))), "critic": critic.init(key, jnp.zeros((1, 2)))}
     builder = functools.partial(
-        G.make_gan_update, gen.apply, critic.apply, objective=G.GANObjective(kind=kind, n_critic=n_critic),
-        latent_dim=2, generator_optimizer=opt, critic_optimizer=opt,
+        G.make_gan_update,
+        gen.apply,
+        critic.apply,
+        objective=G.GANObjective(kind=kind, n_critic=n_critic),
+        latent_dim=2,
+        generator_optimizer=opt,
+        critic_optimizer=opt,
     )
     step = build_train_step(MultiPlayerUpdate(builder, {"generator": opt, "critic": opt}), devices=jax.devices()[:1])
     state = step.place_state(create_train_state(params, {"generator": opt, "critic": opt}))

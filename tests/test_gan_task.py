@@ -101,7 +101,17 @@ def test_toy_experiment_script_writes_results(tmp_path):
     spec = importlib.util.spec_from_file_location("wgan_gp_toy_run", ROOT / "experiments" / "wgan_gp_toy" / "run.py")
     run = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run)
-    args = ["--tiny", "--workdir", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--datasets", "eight_gaussians,swiss_roll", "--objectives", "wgan_gp"]
+    args = [
+        "--tiny",
+        "--workdir",
+        str(tmp_path / "runs"),
+        "--out",
+        str(tmp_path / "out"),
+        "--datasets",
+        "eight_gaussians,swiss_roll",
+        "--objectives",
+        "wgan_gp",
+    ]
     assert run.main(args) == 0
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     assert result["wall_time_s"] > 0 and "run.py" in result["command"]

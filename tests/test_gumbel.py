@@ -217,8 +217,15 @@ def test_stateful_loop_resumes_exactly(tmp_path):
 
     def run(workdir, num_steps):
         return train(
-            train_step=step, state=init, batches=lambda s: {"image": data[s]}, key=jax.random.key(2),
-            num_steps=num_steps, log_every=2, checkpoint_every=3, checkpointer=Checkpointer(workdir), progress=False,
+            train_step=step,
+            state=init,
+            batches=lambda s: {"image": data[s]},
+            key=jax.random.key(2),
+            num_steps=num_steps,
+            log_every=2,
+            checkpoint_every=3,
+            checkpointer=Checkpointer(workdir),
+            progress=False,
         ).state
 
     straight = run(tmp_path / "a", 8)
@@ -260,7 +267,23 @@ def tiny_tables(tmp_path_factory):
         assert table.main(args) == 0
     # A second invocation adds the longer "target" run and keeps the rows.
     vae_sf = root / "runs" / "gumbel_vae_mnist" / "tiny_score_function"
-    args = ["--experiment", "gumbel_vae_mnist", "--steps", "12", "--runs", str(root / "runs"), "--presets", "tiny", "--out", str(root / "gumbel_vae_mnist"), "--estimators", "score_function", "--report-only", "--target-run", str(vae_sf)]
+    args = [
+        "--experiment",
+        "gumbel_vae_mnist",
+        "--steps",
+        "12",
+        "--runs",
+        str(root / "runs"),
+        "--presets",
+        "tiny",
+        "--out",
+        str(root / "gumbel_vae_mnist"),
+        "--estimators",
+        "score_function",
+        "--report-only",
+        "--target-run",
+        str(vae_sf),
+    ]
     assert table.main(args) == 0
     return root
 
@@ -297,7 +320,21 @@ def test_tiny_runs_keep_their_outputs_and_state(tiny_tables):
 def test_grad_variance_script_on_a_tiny_run(tiny_tables, tmp_path):
     script = _script(ROOT / "experiments" / "gumbel_vae_mnist" / "grad_variance.py")
     workdir = tiny_tables / "runs" / "gumbel_vae_mnist" / "tiny_score_function"
-    args = ["--workdir", str(workdir), "--examples", "2", "--samples", "200", "--reference-samples", "2000", "--temperatures", "0.3", "3.0", "--out", str(tmp_path)]
+    args = [
+        "--workdir",
+        str(workdir),
+        "--examples",
+        "2",
+        "--samples",
+        "200",
+        "--reference-samples",
+        "2000",
+        "--temperatures",
+        "0.3",
+        "3.0",
+        "--out",
+        str(tmp_path),
+    ]
     assert script.main(args) == 0
     result = json.loads((tmp_path / "grad_variance.json").read_text())
     assert (tmp_path / "grad_variance.png").is_file()

@@ -264,11 +264,7 @@ def test_parameter_count_and_output_shapes():
     assert count == _expected_param_count() == 23_850_960
     # A running mean and variance for every BN scale and shift (94 BNs, 17,216 channels).
     stats = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(variables["batch_stats"]))
-    bn_affine = sum(
-        int(np.prod(leaf.shape))
-        for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"])
-        if jax.tree_util.DictKey("bn") in path
-    )
+    bn_affine = sum(int(np.prod(leaf.shape)) for path, leaf in jax.tree_util.tree_leaves_with_path(variables["params"]) if jax.tree_util.DictKey("bn") in path)
     assert stats == bn_affine == 2 * 17_216
     assert out.features.shape == (2, 2048) and out.logits.shape == (2, 1008)
     assert out.logits_unbiased.shape == (2, 1008)

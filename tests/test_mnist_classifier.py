@@ -78,9 +78,7 @@ def test_features_shape_determinism_and_batching(params, images):
     logits, feats = mc.MNISTClassifier().apply(params, images)
     np.testing.assert_allclose(np.asarray(feats), features, rtol=1e-4, atol=1e-4)
     head = params["params"]["logits"]
-    np.testing.assert_allclose(
-        np.maximum(features, 0.0) @ head["kernel"] + head["bias"], np.asarray(logits), rtol=1e-4, atol=1e-4
-    )
+    np.testing.assert_allclose(np.maximum(features, 0.0) @ head["kernel"] + head["bias"], np.asarray(logits), rtol=1e-4, atol=1e-4)
 
 
 def _stroke_digit(kind: str, shift: tuple[int, int]) -> np.ndarray:

@@ -27,9 +27,7 @@ def _reference(x: np.ndarray, samples: np.ndarray, sigmas) -> np.ndarray:
     samples = np.asarray(samples, np.float64).reshape(len(samples), -1)
     d2 = np.sum((x[:, None, :] - samples[None, :, :]) ** 2, axis=2)
     m, dims = samples.shape
-    return np.stack(
-        [logsumexp(-d2 / (2 * s * s), axis=1) - math.log(m) - 0.5 * dims * math.log(2 * math.pi * s * s) for s in np.atleast_1d(sigmas)]
-    )
+    return np.stack([logsumexp(-d2 / (2 * s * s), axis=1) - math.log(m) - 0.5 * dims * math.log(2 * math.pi * s * s) for s in np.atleast_1d(sigmas)])
 
 
 def _data(seed: int = 0, n: int = 37, m: int = 53, dims: int = 6) -> tuple[np.ndarray, np.ndarray]:

@@ -360,9 +360,7 @@ def test_ddim_eta_one_is_ancestral_ddpm_with_small_variance(loop_runs):
 def test_ddim_is_deterministic_and_inverts():
     steps, shape = 1000, (64,)
     den = analytic(BIG)
-    decode = jax.jit(
-        lambda k, x_T: S.sample(den, BIG, k, shape, sampler=S.DDIM(clip_x0=False), steps=steps, x_T=x_T, record=(steps - 1, 0))
-    )
+    decode = jax.jit(lambda k, x_T: S.sample(den, BIG, k, shape, sampler=S.DDIM(clip_x0=False), steps=steps, x_T=x_T, record=(steps - 1, 0)))
     x_T = jax.random.normal(jax.random.key(0), shape)
     a, a_rec = decode(jax.random.key(1), x_T)
     b, _ = decode(jax.random.key(2), x_T)

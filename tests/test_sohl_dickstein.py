@@ -318,7 +318,14 @@ def test_tiny_end_to_end_run(tmp_path):
     assert run.main(["--tiny", "--out", str(out), "--workdir", str(work)]) == 0
     results = json.loads((out / "results.json").read_text())
     m = results["metrics"]
-    for name in ("swiss_roll_K_bits", "swiss_roll_K_bits_stderr", "swiss_roll_K_minus_isotropic_bits", "heartbeat_K_bits", "heartbeat_K_bits_stderr", "heartbeat_K_minus_independent_bits"):
+    for name in (
+        "swiss_roll_K_bits",
+        "swiss_roll_K_bits_stderr",
+        "swiss_roll_K_minus_isotropic_bits",
+        "heartbeat_K_bits",
+        "heartbeat_K_bits_stderr",
+        "heartbeat_K_minus_independent_bits",
+    ):
         assert math.isfinite(m[name]), name
     assert m["swiss_roll_K_bits"] <= m["swiss_roll_data_log_likelihood_bits"] + 5 * m["swiss_roll_K_bits_stderr"]
     assert m["heartbeat_K_bits"] <= -math.log2(5) + 5 * m["heartbeat_K_bits_stderr"]

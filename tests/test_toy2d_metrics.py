@@ -22,7 +22,9 @@ def test_exact_counts_on_hand_built_samples():
     at = lambda k, dx=0.0, dy=0.0: modes[k] + std * np.array([dx, dy])
     samples = np.stack(
         [
-            at(0), at(0), at(0, 1.0, -1.0),  # three at mode 0
+            at(0),
+            at(0),
+            at(0, 1.0, -1.0),  # three at mode 0
             at(3, 0.6 * 2.9, 0.8 * 2.9),  # 2.9 std from mode 3: high quality
             at(3, -2.99),  # 2.99 std: high quality
             at(3, 3.1),  # 3.1 std: not
@@ -33,9 +35,7 @@ def test_exact_counts_on_hand_built_samples():
         ]
     )
     res = mode_metrics(samples, modes, std, min_count=2)
-    assert res == ModeMetrics(
-        modes_covered=2, num_modes=8, high_quality_fraction=6 / 10, counts=(3, 0, 0, 2, 0, 0, 1, 0)
-    )
+    assert res == ModeMetrics(modes_covered=2, num_modes=8, high_quality_fraction=6 / 10, counts=(3, 0, 0, 2, 0, 0, 1, 0))
     # Default min_count: max(1, int(0.1 * 10 / 8)) = 1, so mode 6 counts too.
     assert mode_metrics(samples, modes, std).modes_covered == 3
     # A wider region admits the 3.1 and 3.54 std samples.

@@ -47,9 +47,7 @@ def _fake_params(model: UNet, shape: tuple[int, ...], seed: int = 0):
 
 def _add_noise(params, seed: int = 1, scale: float = 0.1):
     rng = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda p: p + scale * rng.standard_normal(p.shape).astype(np.float32), params
-    )
+    return jax.tree.map(lambda p: p + scale * rng.standard_normal(p.shape).astype(np.float32), params)
 
 
 @functools.cache
@@ -80,9 +78,7 @@ def test_ddpm_cifar10_has_papers_parameter_count():
 
 
 # 1 -> 2 channels: grayscale input, learned variances (out_channels = 2C).
-@pytest.mark.parametrize(
-    ("channels", "out_channels", "expected"), [(3, None, 3), (1, 2, 2)]
-)
+@pytest.mark.parametrize(("channels", "out_channels", "expected"), [(3, None, 3), (1, 2, 2)])
 def test_output_shape_and_dtype(channels, out_channels, expected):
     shape = (2, 8, 8, channels)
     model, apply = _tiny(out_channels=out_channels)

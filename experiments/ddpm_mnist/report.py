@@ -164,7 +164,10 @@ def report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     real = load_split(config, config.data.train_split).images[: args.fd_samples]
     if len(real) < args.fd_samples:
         raise ValueError(f"--fd-samples: the training split has only {len(real)} images for the reference, got {args.fd_samples}")
-    reference = {"num": args.fd_samples, "classifier_frechet_distance": frechet_distance_from_features(mnist_features(classifier, quantise(np.asarray(real, np.float32))), test_features)}
+    reference = {
+        "num": args.fd_samples,
+        "classifier_frechet_distance": frechet_distance_from_features(mnist_features(classifier, quantise(np.asarray(real, np.float32))), test_features),
+    }
     print(f"{'real training images':30s} classifier FD {reference['classifier_frechet_distance']:8.3f}", flush=True)
 
     model = run.experiment.model
@@ -185,11 +188,18 @@ def report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             seconds = time.perf_counter() - start
             fd = frechet_distance_from_features(mnist_features(classifier, images), test_features)
             cells[(label, steps)] = images
-            records.append({
-                "sampler": sampler, "label": label, **options, "steps": steps,
-                "evals_per_image": built.num_evaluations(steps), "num": args.fd_samples,
-                "classifier_frechet_distance": fd, "seconds_with_compile": seconds,
-            })
+            records.append(
+                {
+                    "sampler": sampler,
+                    "label": label,
+                    **options,
+                    "steps": steps,
+                    "evals_per_image": built.num_evaluations(steps),
+                    "num": args.fd_samples,
+                    "classifier_frechet_distance": fd,
+                    "seconds_with_compile": seconds,
+                }
+            )
             print(f"{label:30s} {steps:5d} steps: classifier FD {fd:8.3f}  ({seconds:6.1f}s)", flush=True)
 
     out = pathlib.Path(args.out)
@@ -197,7 +207,10 @@ def report(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     title = f"ddpm_mnist at step {int(run.state.step)}"
     plot_grid(out, cells, args.steps, args.num, f"{title}: the same {args.num} noises through every sampler")
     plot_fd(out, records, reference["classifier_frechet_distance"], f"{title}, {args.fd_samples} samples per point")
-    np.savez_compressed(out / "sampler_samples.npz", **{f"{i}_{sampler}_{steps}": cells[(label, steps)][: args.num] for i, (label, sampler, _) in enumerate(ROWS) for steps in args.steps})
+    np.savez_compressed(
+        out / "sampler_samples.npz",
+        **{f"{i}_{sampler}_{steps}": cells[(label, steps)][: args.num] for i, (label, sampler, _) in enumerate(ROWS) for steps in args.steps},
+    )
     metrics = {
         "test_bits_per_dim": evaluation[f"{split}_bits_per_dim"],
         "test_bits_per_dim_stderr": evaluation[f"{split}_bits_per_dim_stderr"],

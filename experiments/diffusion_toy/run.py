@@ -55,10 +55,16 @@ from genjax.train import read_metrics
 HERE = pathlib.Path(__file__).resolve().parent
 PRESETS = ("swiss_roll", "swiss_roll_thin", "heartbeat")
 PAPER = {"swiss_roll_K_bits": 2.35, "swiss_roll_K_minus_isotropic_bits": 6.45, "heartbeat_K_bits": -2.414, "heartbeat_K_minus_independent_bits": 12.024}
-FIGURES = {"swiss_roll": ("trajectories.png", "trajectories.png"), "swiss_roll_thin": ("trajectories.png", "trajectories_thin.png"), "heartbeat": ("heartbeat.png", "heartbeat.png")}
+FIGURES = {
+    "swiss_roll": ("trajectories.png", "trajectories.png"),
+    "swiss_roll_thin": ("trajectories.png", "trajectories_thin.png"),
+    "heartbeat": ("heartbeat.png", "heartbeat.png"),
+}
 
 
-def train_preset(name: str, tiny: bool, seed: int, steps: int | None, workdir: pathlib.Path) -> tuple[dict[str, Any], list[tuple[int, float]], tuple[float, float]]:
+def train_preset(
+    name: str, tiny: bool, seed: int, steps: int | None, workdir: pathlib.Path
+) -> tuple[dict[str, Any], list[tuple[int, float]], tuple[float, float]]:
     """Trains (or resumes) one preset; returns its metrics (prefixed with ``name``), its
     logged minibatch estimates of K and (K, its ceiling) for the training figure."""
     overrides = [f"seed={seed}"]
@@ -169,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(workdir / name / source, out / target)
     plot_training(curves, finals, out / "training.png")
     wall = time.perf_counter() - tic
-    command = "python " + " ".join([str(pathlib.Path(sys.argv[0]).as_posix()) if argv is None else "experiments/diffusion_toy/run.py", *(sys.argv[1:] if argv is None else argv)])
+    command = "python " + " ".join(
+        [str(pathlib.Path(sys.argv[0]).as_posix()) if argv is None else "experiments/diffusion_toy/run.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     results = {
         "metrics": metrics,
         "paper": PAPER,

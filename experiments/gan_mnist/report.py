@@ -88,8 +88,12 @@ def report(args: argparse.Namespace, argv: list[str] | None) -> int:
             test_features = mnist_features(classifier, load_split(config, config.eval.split).images)
         model = LABELS.get(config.model.objective, config.model.objective)
         ev = json.loads((workdir / "eval.json").read_text())
-        fd = frechet_distance_from_features(mnist_features(classifier, run.experiment.sample(state.params, keys.stream(config.seed, keys.CLASSIFIER_DISTANCE), args.fd_samples)), test_features)
-        rows.append({"dataset": "mnist", "model": model, "metric": "parzen_log_likelihood_nats", "value": ev["parzen_log_likelihood"], "stderr": ev["parzen_stderr"]})
+        fd = frechet_distance_from_features(
+            mnist_features(classifier, run.experiment.sample(state.params, keys.stream(config.seed, keys.CLASSIFIER_DISTANCE), args.fd_samples)), test_features
+        )
+        rows.append(
+            {"dataset": "mnist", "model": model, "metric": "parzen_log_likelihood_nats", "value": ev["parzen_log_likelihood"], "stderr": ev["parzen_stderr"]}
+        )
         rows.append({"dataset": "mnist", "model": model, "metric": "classifier_frechet_distance", "value": fd, "stderr": None})
         lines.append(
             f"| {model} | {config.model.architecture} | {int(state.step):,} | {ev['parzen_log_likelihood']:.1f} ± {ev['parzen_stderr']:.1f} | "
@@ -99,7 +103,11 @@ def report(args: argparse.Namespace, argv: list[str] | None) -> int:
         records = [r for r in read_metrics(workdir / "metrics.jsonl") if "critic_loss" in r]
         steps = np.array([r["step"] for r in records])
         curve = np.array([r["critic_loss"] for r in records])
-        ax.plot(steps, -curve if config.model.objective.startswith("wgan") else curve, label=f"{model}: {'-critic loss' if config.model.objective.startswith('wgan') else 'discriminator loss'}")
+        ax.plot(
+            steps,
+            -curve if config.model.objective.startswith("wgan") else curve,
+            label=f"{model}: {'-critic loss' if config.model.objective.startswith('wgan') else 'discriminator loss'}",
+        )
     ax.set_xlabel("generator step")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -113,11 +121,16 @@ def report(args: argparse.Namespace, argv: list[str] | None) -> int:
         reference = f"{args.reference:,} real training images (reference)"
         rows.append({"dataset": "mnist", "model": reference, "metric": "parzen_log_likelihood_nats", "value": ref["value"], "stderr": ref["stderr"]})
         rows.append({"dataset": "mnist", "model": reference, "metric": "classifier_frechet_distance", "value": ref["fd"], "stderr": None})
-        lines.append(f"| {args.reference:,} real training images | - | - | {ref['value']:.1f} ± {ref['stderr']:.1f} | {ref['sigma']:.3f} | {ref['fd']:.2f} | - |")
+        lines.append(
+            f"| {args.reference:,} real training images | - | - | {ref['value']:.1f} ± {ref['stderr']:.1f} | {ref['sigma']:.3f} | {ref['fd']:.2f} | - |"
+        )
     rows.append({"dataset": "mnist", "model": "GAN, Goodfellow et al. Table 1", "metric": "parzen_log_likelihood_nats", "value": 225.0, "stderr": 2.0})
     command = "python experiments/gan_mnist/report.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (out / "results.json").write_text(json.dumps({"rows": rows, "command": command.strip(), "wall_time_s": time.perf_counter() - tic}, indent=2) + "\n")
-    header = ["| model | networks | generator steps | Parzen log-likelihood (nats) | sigma | classifier Frechet distance | train time |", "|---|---|---|---|---|---|---|"]
+    header = [
+        "| model | networks | generator steps | Parzen log-likelihood (nats) | sigma | classifier Frechet distance | train time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     (out / "table.md").write_text("\n".join(header + lines + ["| GAN, Goodfellow et al. Table 1 | MLP | - | 225 ± 2 | - | - | - |"]) + "\n")
     print((out / "table.md").read_text())
     return 0

@@ -75,7 +75,9 @@ def make_chunk_moments(grad_fn: Callable[..., jax.Array]) -> Callable[..., tuple
     """
 
     @functools.partial(jax.jit, static_argnames=("estimator", "chunk"))
-    def moments(logits: jax.Array, x: jax.Array, key: jax.Array, baselines: jax.Array, tau: jax.Array, *, estimator: str, chunk: int) -> tuple[jax.Array, jax.Array]:
+    def moments(
+        logits: jax.Array, x: jax.Array, key: jax.Array, baselines: jax.Array, tau: jax.Array, *, estimator: str, chunk: int
+    ) -> tuple[jax.Array, jax.Array]:
         def one(lg: jax.Array, xi: jax.Array, ki: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
             g = jax.vmap(lambda kk: grad_fn(lg, xi, kk, b, estimator, tau))(jax.random.split(ki, chunk))
             mean = jnp.mean(g, 0)
@@ -86,7 +88,16 @@ def make_chunk_moments(grad_fn: Callable[..., jax.Array]) -> Callable[..., tuple
     return moments
 
 
-def draws(moments: Callable[..., tuple[jax.Array, jax.Array]], logits: jax.Array, x: jax.Array, key: jax.Array, num: int, estimator: str, tau: float, baselines: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+def draws(
+    moments: Callable[..., tuple[jax.Array, jax.Array]],
+    logits: jax.Array,
+    x: jax.Array,
+    key: jax.Array,
+    num: int,
+    estimator: str,
+    tau: float,
+    baselines: jax.Array,
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and per-coordinate variance over ``num`` draws, per example: [B, 20, 10] each.
 
     Draws are made ``chunk`` at a time; the chunks' means and sums of squared
@@ -102,6 +113,7 @@ def draws(moments: Callable[..., tuple[jax.Array, jax.Array]], logits: jax.Array
 
 def mean_costs(model: gumbel.DiscreteVAE, params: dict, x: np.ndarray, key: jax.Array, num: int) -> jax.Array:
     """Per-example mean reconstruction cost over ``num`` exact samples: the SF baseline."""
+
     def one(xi: jax.Array, ki: jax.Array) -> jax.Array:
         log_lik, _, _ = jax.vmap(lambda kk: gumbel.vae_terms(model, params, xi, kk, "score_function", 1.0))(jax.random.split(ki, num))
         return -jnp.mean(log_lik)
@@ -146,16 +158,30 @@ def main(argv: list[str] | None = None) -> int:
 
     if min(args.temperatures) <= 0:
         parser.error(f"--temperatures: expected positive numbers, got {args.temperatures}")
-    results: dict = {"temperatures": args.temperatures, "examples": args.examples, "samples": args.samples, "reference_samples": args.reference_samples, "workdir": args.workdir, "step": int(run.state.step)}
+    results: dict = {
+        "temperatures": args.temperatures,
+        "examples": args.examples,
+        "samples": args.samples,
+        "reference_samples": args.reference_samples,
+        "workdir": args.workdir,
+        "step": int(run.state.step),
+    }
     results["reference_noise"] = float(ref_noise.mean())
     scalar = jnp.full_like(baselines, jnp.mean(baselines))
     for i, (name, estimator, b) in enumerate(
-        (("score_function", "score_function", baselines), ("score_function_scalar_baseline", "score_function", scalar), ("straight_through", "straight_through", baselines))
+        (
+            ("score_function", "score_function", baselines),
+            ("score_function_scalar_baseline", "score_function", scalar),
+            ("straight_through", "straight_through", baselines),
+        )
     ):
         results[name] = summary(*draws(moments, logits, x, jax.random.fold_in(key, 3 + 100 * i), args.samples, estimator, 1.0, b))
         print(name, results[name], flush=True)
     for estimator in ANNEALED:
-        results[estimator] = [summary(*draws(moments, logits, x, jax.random.fold_in(key, 4 + i), args.samples, estimator, tau, baselines)) for i, tau in enumerate(args.temperatures)]
+        results[estimator] = [
+            summary(*draws(moments, logits, x, jax.random.fold_in(key, 4 + i), args.samples, estimator, tau, baselines))
+            for i, tau in enumerate(args.temperatures)
+        ]
         print(estimator, results[estimator], flush=True)
     out = pathlib.Path(args.out)
     (out / "grad_variance.json").write_text(json.dumps(results, indent=2) + "\n")

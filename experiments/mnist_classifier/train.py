@@ -55,9 +55,7 @@ def random_shift(batch: dict[str, np.ndarray], rng: np.random.Generator, max_shi
     return {**batch, "image": padded[np.arange(num)[:, None, None], rows, cols]}
 
 
-def classifier_loss(
-    params: Any, batch: dict[str, jax.Array], keys: jax.Array
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+def classifier_loss(params: Any, batch: dict[str, jax.Array], keys: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Mean softmax cross-entropy of a batch, and its accuracy (the keys are unused)."""
     del keys
     logits, _ = mc.MNISTClassifier().apply(params, batch["image"])
@@ -74,15 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="directory for the .msgpack and .json")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument(
-        "--data-dir", type=pathlib.Path, default=None, help="directory of mnist.npz (default: genjax's)"
-    )
-    parser.add_argument(
-        "--max-shift", type=int, default=2, help="random translation of training images in pixels (0: none)"
-    )
-    parser.add_argument(
-        "--eval-limit", type=int, default=0, help="evaluate on the first N images of each split (0: all)"
-    )
+    parser.add_argument("--data-dir", type=pathlib.Path, default=None, help="directory of mnist.npz (default: genjax's)")
+    parser.add_argument("--max-shift", type=int, default=2, help="random translation of training images in pixels (0: none)")
+    parser.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N images of each split (0: all)")
     args = parser.parse_args(argv)
     for name in ("steps", "batch_size"):
         if getattr(args, name) <= 0:

@@ -37,10 +37,7 @@ def _check_arrays(arrays: Mapping[str, np.ndarray]) -> int:
     sizes = {}
     for name, array in arrays.items():
         if np.ndim(array) < 1:
-            raise ValueError(
-                f"arrays: expected arrays with a leading example axis, but {name!r} has "
-                f"shape {np.shape(array)}"
-            )
+            raise ValueError(f"arrays: expected arrays with a leading example axis, but {name!r} has shape {np.shape(array)}")
         sizes[name] = np.shape(array)[0]
     if len(set(sizes.values())) != 1:
         raise ValueError(f"arrays: expected one shared leading size, got sizes {sizes}")
@@ -54,31 +51,23 @@ def _check_processes(process_index: int, process_count: int) -> None:
     if not _is_int(process_count) or process_count < 1:
         raise ValueError(f"process_count: expected a positive int, got {process_count!r}")
     if not _is_int(process_index) or not 0 <= process_index < process_count:
-        raise ValueError(
-            f"process_index: expected an int in [0, {process_count}), got {process_index!r}"
-        )
+        raise ValueError(f"process_index: expected an int in [0, {process_count}), got {process_index!r}")
 
 
 def _check_batch_size(batch_size: int, num: int, process_count: int) -> None:
     if not _is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if batch_size > num:
-        raise ValueError(
-            f"batch_size: expected at most the number of examples ({num}), got {batch_size}"
-        )
+        raise ValueError(f"batch_size: expected at most the number of examples ({num}), got {batch_size}")
     if batch_size % process_count:
-        raise ValueError(
-            f"batch_size: expected a multiple of process_count={process_count}, got {batch_size}"
-        )
+        raise ValueError(f"batch_size: expected a multiple of process_count={process_count}, got {batch_size}")
 
 
 def _check_transformed(batch: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
     """Checks that a transform kept the global batch's leading size."""
     sizes = {name: np.shape(array)[0] if np.ndim(array) else None for name, array in batch.items()}
     if any(size != rows for size in sizes.values()):
-        raise ValueError(
-            f"transform: expected it to return arrays with {rows} rows, got leading sizes {sizes}"
-        )
+        raise ValueError(f"transform: expected it to return arrays with {rows} rows, got leading sizes {sizes}")
     return dict(batch)
 
 
@@ -137,9 +126,7 @@ class Batcher:
         _check_batch_size(batch_size, num, process_count)
         if not _is_int(seed) or seed < 0:
             raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
-        self.arrays: Mapping[str, np.ndarray] = types.MappingProxyType(
-            {name: np.asarray(array) for name, array in arrays.items()}
-        )
+        self.arrays: Mapping[str, np.ndarray] = types.MappingProxyType({name: np.asarray(array) for name, array in arrays.items()})
         self.seed = int(seed)
         self.shuffle = bool(shuffle)
         self.transform = transform

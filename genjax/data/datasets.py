@@ -59,31 +59,20 @@ class ArrayDataset:
         """
         images = self.images
         if not isinstance(images, np.ndarray) or images.ndim != 4:
-            raise ValueError(
-                f"images: expected a rank-4 [N, H, W, C] numpy array, got "
-                f"{type(images).__name__} with shape {np.shape(images)}"
-            )
+            raise ValueError(f"images: expected a rank-4 [N, H, W, C] numpy array, got {type(images).__name__} with shape {np.shape(images)}")
         if images.dtype != np.float32:
             raise ValueError(f"images: expected dtype float32, got {images.dtype}")
         if images.size and (images.min() < 0.0 or images.max() > 1.0):
-            raise ValueError(
-                f"images: expected values in [0, 1], got range [{images.min()}, {images.max()}]"
-            )
+            raise ValueError(f"images: expected values in [0, 1], got range [{images.min()}, {images.max()}]")
         if self.labels is None:
             return
         labels = self.labels
         if not isinstance(labels, np.ndarray) or labels.ndim != 1:
-            raise ValueError(
-                f"labels: expected a rank-1 [N] numpy array or None, got "
-                f"{type(labels).__name__} with shape {np.shape(labels)}"
-            )
+            raise ValueError(f"labels: expected a rank-1 [N] numpy array or None, got {type(labels).__name__} with shape {np.shape(labels)}")
         if labels.dtype != np.int32:
             raise ValueError(f"labels: expected dtype int32, got {labels.dtype}")
         if labels.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"labels: expected length {images.shape[0]} (the number of images), "
-                f"got {labels.shape[0]}"
-            )
+            raise ValueError(f"labels: expected length {images.shape[0]} (the number of images), got {labels.shape[0]}")
 
     def __len__(self) -> int:
         """Returns the number of examples."""
@@ -122,9 +111,7 @@ class DatasetSpec:
     sources: tuple[str, ...]
 
 
-_MNIST_LIKE_SPLITS = types.MappingProxyType(
-    {"train": "train[:50000]", "valid": "train[50000:]", "test": "test"}
-)
+_MNIST_LIKE_SPLITS = types.MappingProxyType({"train": "train[:50000]", "valid": "train[50000:]", "test": "test"})
 
 DATASETS: Mapping[str, DatasetSpec] = types.MappingProxyType(
     {
@@ -141,9 +128,7 @@ DATASETS: Mapping[str, DatasetSpec] = types.MappingProxyType(
             image_shape=(28, 28, 1),
             num_classes=None,
             pixel_max=1,
-            tfds_splits=types.MappingProxyType(
-                {"train": "train", "valid": "validation", "test": "test"}
-            ),
+            tfds_splits=types.MappingProxyType({"train": "train", "valid": "validation", "test": "test"}),
             sources=("tfds",),
         ),
         "cifar10": DatasetSpec(
@@ -197,10 +182,7 @@ def tfds_split(name: str, split: str) -> str:
     spec = get_spec(name)
     _check_split(split)
     if split not in spec.tfds_splits:
-        raise ValueError(
-            f"split: dataset {name!r} has no {split!r} split through tfds; "
-            f"expected one of {list(spec.tfds_splits)}"
-        )
+        raise ValueError(f"split: dataset {name!r} has no {split!r} split through tfds; expected one of {list(spec.tfds_splits)}")
     return spec.tfds_splits[split]
 
 
@@ -214,10 +196,7 @@ def _check_source(name: str, source: str) -> None:
         raise ValueError(f"source: expected one of {list(SOURCES)}, got {source!r}")
     spec = get_spec(name)
     if source not in spec.sources:
-        raise ValueError(
-            f"source: dataset {name!r} is served only by {list(spec.sources)}, "
-            f"got source={source!r}; pass source='tfds'"
-        )
+        raise ValueError(f"source: dataset {name!r} is served only by {list(spec.sources)}, got source={source!r}; pass source='tfds'")
 
 
 def load_dataset(
@@ -265,9 +244,7 @@ def _load_offline_mnist(split: str, data_dir: str | os.PathLike[str] | None) -> 
     return ArrayDataset(images=arrays[f"{split}_x"], labels=arrays[f"{split}_y"])
 
 
-def _load_tfds(
-    name: str, split_arg: str, data_dir: str | os.PathLike[str] | None, download: bool
-) -> ArrayDataset:
+def _load_tfds(name: str, split_arg: str, data_dir: str | os.PathLike[str] | None, download: bool) -> ArrayDataset:
     import tensorflow_datasets as tfds  # Imported lazily: it is slow to import.
 
     spec = get_spec(name)
@@ -277,17 +254,13 @@ def _load_tfds(
     if not builder.is_prepared():
         if not download:
             raise FileNotFoundError(
-                f"tfds dataset {name!r} is not prepared in {builder.data_dir}: pass "
-                f"download=True, or run `tfds build {name} --file_format=array_record`"
+                f"tfds dataset {name!r} is not prepared in {builder.data_dir}: pass download=True, or run `tfds build {name} --file_format=array_record`"
             )
         _prepare(builder, name)
     try:
         source = builder.as_data_source(split=split_arg)
     except ValueError as err:
-        raise ValueError(
-            f"split: tfds cannot read split {split_arg!r} of {name!r} from "
-            f"{builder.data_dir}: {err}"
-        ) from err
+        raise ValueError(f"split: tfds cannot read split {split_arg!r} of {name!r} from {builder.data_dir}: {err}") from err
     return records_to_dataset(spec, source)
 
 
@@ -338,10 +311,7 @@ def records_to_dataset(spec: DatasetSpec, source: Sequence[Mapping[str, Any]]) -
 def _check_record_image(spec: DatasetSpec, image: Any) -> np.ndarray:
     image = np.asarray(image)
     if image.shape != spec.image_shape or image.dtype != np.uint8:
-        raise ValueError(
-            f"{spec.name}: expected uint8 images of shape {spec.image_shape}, got "
-            f"{image.dtype} {image.shape}"
-        )
+        raise ValueError(f"{spec.name}: expected uint8 images of shape {spec.image_shape}, got {image.dtype} {image.shape}")
     return image
 
 
@@ -363,7 +333,5 @@ def binarize(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """
     images = np.asarray(images)
     if images.size and (images.min() < 0.0 or images.max() > 1.0):
-        raise ValueError(
-            f"images: expected values in [0, 1], got range [{images.min()}, {images.max()}]"
-        )
+        raise ValueError(f"images: expected values in [0, 1], got range [{images.min()}, {images.max()}]")
     return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)

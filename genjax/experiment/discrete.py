@@ -144,8 +144,7 @@ def build_discrete_vae(config: ml_collections.ConfigDict) -> Experiment:
     test_images = _TestImages(config)
     ev = config.eval
     elbo_fns = {
-        n: jax.jit(jax.vmap(lambda p, x, k, n=n: gumbel.discrete_elbo(model, p, x, k, n), in_axes=(None, 0, 0)))
-        for n in {ev.num_samples, ev.quick_samples}
+        n: jax.jit(jax.vmap(lambda p, x, k, n=n: gumbel.discrete_elbo(model, p, x, k, n), in_axes=(None, 0, 0))) for n in {ev.num_samples, ev.quick_samples}
     }
 
     def evaluate(params: Params, key: jax.Array, full: bool) -> dict[str, float]:

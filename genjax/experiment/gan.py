@@ -110,8 +110,6 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
-
-
 def build_networks(config: ml_collections.ConfigDict, data_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
     """The generator and critic a GAN config describes (``model.architecture`` and sizes)."""
     m = config.model
@@ -169,7 +167,9 @@ def _check_config(config: ml_collections.ConfigDict) -> tuple[int, ...]:
     if config.train.ema_decay:
         raise ValueError(f"train.ema_decay: the GAN family keeps no parameter average; expected 0, got {config.train.ema_decay}")
     if config.train.schedule not in ("constant", "linear") or config.train.warmup_steps:
-        raise ValueError(f"train.schedule: the GAN family supports 'constant' or 'linear' decay without warm-up; got {config.train.schedule!r} with warmup_steps {config.train.warmup_steps}")
+        raise ValueError(
+            f"train.schedule: the GAN family supports 'constant' or 'linear' decay without warm-up; got {config.train.schedule!r} with warmup_steps {config.train.warmup_steps}"
+        )
     if config.data.source == "toy":
         if config.data.name not in TOY_2D:
             raise ValueError(f"data.name: toy data must be one of {TOY_2D}, got {config.data.name!r}")

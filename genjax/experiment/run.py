@@ -127,11 +127,7 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any]) -> None:
       ValueError: naming each changed field with its saved and current values.
     """
     old, new = _flatten(saved), _flatten(current)
-    changed = [
-        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
-        for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_FIELDS)
-    ]
+    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_FIELDS)]
     if changed:
         raise ValueError(
             "--workdir: its checkpoints were trained with a different config ("

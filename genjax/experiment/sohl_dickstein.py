@@ -204,7 +204,13 @@ def _oracle(best: np.ndarray, learned: np.ndarray) -> dict[str, float]:
     """The best kernels' bound and its paired gain over the learned model's, in bits."""
     ok, ok_se = mean_and_stderr(best / LOG2)
     gain, gain_se = mean_and_stderr((best - learned) / LOG2)
-    return {"oracle_K_bits": ok, "oracle_K_bits_stderr": ok_se, "oracle_minus_learned_bits": gain, "oracle_minus_learned_bits_stderr": gain_se, "oracle_examples": int(best.shape[0])}
+    return {
+        "oracle_K_bits": ok,
+        "oracle_K_bits_stderr": ok_se,
+        "oracle_minus_learned_bits": gain,
+        "oracle_minus_learned_bits_stderr": gain_se,
+        "oracle_examples": int(best.shape[0]),
+    }
 
 
 def _swiss_roll(config: ml_collections.ConfigDict) -> _Parts:
@@ -232,7 +238,14 @@ def _swiss_roll(config: ml_collections.ConfigDict) -> _Parts:
         k, k_se = mean_and_stderr(bound["k"] / LOG2)
         l_null = isotropic_gaussian_log_likelihood(x_eval) / LOG2
         diff, diff_se = mean_and_stderr(bound["k"] / LOG2 - l_null)
-        out: dict[str, float] = {"K_bits": k, "K_bits_stderr": k_se, "K_minus_isotropic_bits": diff, "K_minus_isotropic_bits_stderr": diff_se, "isotropic_L_null_bits": l_null, "num_examples": n}
+        out: dict[str, float] = {
+            "K_bits": k,
+            "K_bits_stderr": k_se,
+            "K_minus_isotropic_bits": diff,
+            "K_minus_isotropic_bits_stderr": diff_se,
+            "isotropic_L_null_bits": l_null,
+            "num_examples": n,
+        }
         if not full:
             return out
         k14, k14_se = mean_and_stderr(bound["k_eq14"] / LOG2)

@@ -39,10 +39,7 @@ def _to_numpy(state_dict: Mapping[str, object], in_path: str) -> dict[str, np.nd
     arrays = {}
     for name, value in state_dict.items():
         if not isinstance(name, str) or not hasattr(value, "detach"):
-            raise ValueError(
-                f"in_path: expected a torch state_dict of named tensors in {in_path!r}, got entry {name!r} of type "
-                f"{type(value).__name__}"
-            )
+            raise ValueError(f"in_path: expected a torch state_dict of named tensors in {in_path!r}, got entry {name!r} of type {type(value).__name__}")
         if name.endswith(".num_batches_tracked"):
             continue
         arrays[name] = np.ascontiguousarray(value.detach().cpu().float().numpy(), dtype=np.float32)

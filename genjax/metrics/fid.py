@@ -119,10 +119,7 @@ def _gaussian(mu: object, sigma: object, suffix: str) -> tuple[np.ndarray, np.nd
     scale = max(float(np.max(np.abs(s))), np.finfo(np.float64).tiny)
     asym = float(np.max(np.abs(s - s.T)))
     if asym > _SYMMETRY_TOLERANCE * scale:
-        raise ValueError(
-            f"{sigma_name}: expected a symmetric covariance, got max |S - S^T| = {asym:.3g} "
-            f"(max |S| = {scale:.3g})"
-        )
+        raise ValueError(f"{sigma_name}: expected a symmetric covariance, got max |S - S^T| = {asym:.3g} (max |S| = {scale:.3g})")
     return m, 0.5 * (s + s.T)
 
 
@@ -131,10 +128,7 @@ def _psd_sqrt(sigma: np.ndarray, name: str) -> np.ndarray:
     evals, evecs = np.linalg.eigh(sigma)
     largest = max(float(np.max(np.abs(evals))), np.finfo(np.float64).tiny)
     if float(evals.min()) < -_PSD_TOLERANCE * largest:
-        raise ValueError(
-            f"{name}: expected a positive semi-definite covariance, got eigenvalue {float(evals.min()):.3g} "
-            f"(largest |eigenvalue| {largest:.3g})"
-        )
+        raise ValueError(f"{name}: expected a positive semi-definite covariance, got eigenvalue {float(evals.min()):.3g} (largest |eigenvalue| {largest:.3g})")
     root = np.sqrt(np.clip(evals, 0.0, None))
     return (evecs * root[None, :]) @ evecs.T
 
@@ -329,8 +323,7 @@ def inception_score(predictions: object, *, from_logits: bool, splits: int = 10)
         worst = float(np.max(np.abs(row_sums - 1.0)))
         if worst > 1e-3:
             raise ValueError(
-                f"predictions: expected rows summing to 1 (from_logits=False), got row sums off by up to {worst:.3g}; "
-                f"pass from_logits=True for logits"
+                f"predictions: expected rows summing to 1 (from_logits=False), got row sums off by up to {worst:.3g}; pass from_logits=True for logits"
             )
         probs = preds
         with np.errstate(divide="ignore"):

@@ -170,8 +170,7 @@ def _check_param_shapes(params: chex.ArrayTree, name: str) -> None:
         same = False
     if not same:
         raise ValueError(
-            f"{name}: expected parameters of the default MNISTClassifier with shapes {expected}, "
-            f"got {jax.tree.map(lambda p: tuple(np.shape(p)), params)}"
+            f"{name}: expected parameters of the default MNISTClassifier with shapes {expected}, got {jax.tree.map(lambda p: tuple(np.shape(p)), params)}"
         )
 
 
@@ -230,8 +229,7 @@ def load_mnist_classifier(path: str | os.PathLike[str] | None = None) -> chex.Ar
         path = pathlib.Path(path)
         if not path.is_file():
             raise FileNotFoundError(
-                f"path: MNIST classifier weights file {path} not found; write it with "
-                "`python experiments/mnist_classifier/train.py --out DIR`"
+                f"path: MNIST classifier weights file {path} not found; write it with `python experiments/mnist_classifier/train.py --out DIR`"
             )
         data = path.read_bytes()
         sidecar = path.with_suffix(".json")
@@ -299,9 +297,7 @@ def _run(params: chex.ArrayTree, images: np.ndarray, batch_size: int) -> tuple[n
     return np.concatenate(logits), np.concatenate(features)
 
 
-def mnist_features(
-    params: chex.ArrayTree, images: jax.Array | np.ndarray, *, batch_size: int = 1000
-) -> np.ndarray:
+def mnist_features(params: chex.ArrayTree, images: jax.Array | np.ndarray, *, batch_size: int = 1000) -> np.ndarray:
     """Feature-layer activations of MNIST images, for a classifier Frechet distance.
 
     Images are fed ``min(batch_size, N)`` at a time to one jitted forward pass; the
@@ -364,9 +360,7 @@ def mnist_accuracy(
     if not np.issubdtype(label_array.dtype, np.integer):
         raise ValueError(f"labels: expected an integer array, got dtype {label_array.dtype}")
     if label_array.min() < 0 or label_array.max() >= NUM_CLASSES:
-        raise ValueError(
-            f"labels: expected values in [0, {NUM_CLASSES}), got range [{label_array.min()}, {label_array.max()}]"
-        )
+        raise ValueError(f"labels: expected values in [0, {NUM_CLASSES}), got range [{label_array.min()}, {label_array.max()}]")
     logits, _ = _run(params, array, batch_size)
     chex.assert_shape(logits, (array.shape[0], NUM_CLASSES))
     return float(np.mean(np.argmax(logits, axis=-1) == label_array))

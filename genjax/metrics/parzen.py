@@ -52,10 +52,7 @@ def _flatten_points(x: jax.Array | np.ndarray, samples: jax.Array | np.ndarray) 
     if len(s_shape) < 2 or s_shape[0] == 0:
         raise ValueError(f"samples: expected a non-empty [M, D] or [M, H, W, C] array, got shape {s_shape}")
     if tuple(s_shape[1:]) != tuple(x_shape[1:]):
-        raise ValueError(
-            f"samples: expected the trailing shape of x, {tuple(x_shape[1:])}, got {tuple(s_shape[1:])} "
-            f"(samples shape {s_shape})"
-        )
+        raise ValueError(f"samples: expected the trailing shape of x, {tuple(x_shape[1:])}, got {tuple(s_shape[1:])} (samples shape {s_shape})")
     dims = math.prod(x_shape[1:])
     if dims == 0:
         raise ValueError(f"x: expected at least one dimension per point, got shape {x_shape}")
@@ -216,10 +213,7 @@ def parzen_log_likelihood(
     if len(test_shape) < 2 or test_shape[0] == 0:
         raise ValueError(f"test: expected a non-empty [N, D] or [N, H, W, C] array, got shape {test_shape}")
     if len(valid_shape) < 2 or valid_shape[0] == 0 or tuple(valid_shape[1:]) != tuple(test_shape[1:]):
-        raise ValueError(
-            f"valid: expected a non-empty array with the trailing shape of test, {tuple(test_shape[1:])}, "
-            f"got shape {valid_shape}"
-        )
+        raise ValueError(f"valid: expected a non-empty array with the trailing shape of test, {tuple(test_shape[1:])}, got shape {valid_shape}")
 
     valid_ld = np.asarray(jax.device_get(parzen_log_density(valid, samples, grid_np, chunk_size=chunk_size)), np.float64)
     valid_means = valid_ld.mean(axis=1)
@@ -228,14 +222,12 @@ def parzen_log_likelihood(
     if grid_np.size > 1:
         if sigma == grid_np.min():
             warnings.warn(
-                f"sigmas: the best Parzen width {sigma:g} is the smallest of the grid; the optimum may be "
-                f"below it, consider a wider grid",
+                f"sigmas: the best Parzen width {sigma:g} is the smallest of the grid; the optimum may be below it, consider a wider grid",
                 stacklevel=2,
             )
         elif sigma == grid_np.max():
             warnings.warn(
-                f"sigmas: the best Parzen width {sigma:g} is the largest of the grid; the optimum may be "
-                f"above it, consider a wider grid",
+                f"sigmas: the best Parzen width {sigma:g} is the largest of the grid; the optimum may be above it, consider a wider grid",
                 stacklevel=2,
             )
 

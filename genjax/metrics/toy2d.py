@@ -98,10 +98,7 @@ def mode_metrics(
     if not np.all(np.isfinite(modes_np)):
         raise ValueError("modes: expected finite mode centres, got non-finite values")
     if samples_np.ndim != 2 or samples_np.shape[0] == 0 or samples_np.shape[1] != modes_np.shape[1]:
-        raise ValueError(
-            f"samples: expected a non-empty [N, {modes_np.shape[1]}] array (the dimension of modes), "
-            f"got shape {samples_np.shape}"
-        )
+        raise ValueError(f"samples: expected a non-empty [N, {modes_np.shape[1]}] array (the dimension of modes), got shape {samples_np.shape}")
     std = _check_positive("std", std)
     num_std = _check_positive("num_std", num_std)
     n, k = samples_np.shape[0], modes_np.shape[0]

@@ -95,8 +95,7 @@ def critic_scores(critic_apply: CriticApply, params: Params, x: jax.Array) -> ja
         scores = scores[:, 0]
     if scores.shape != x.shape[:1]:
         raise ValueError(
-            f"critic: expected one scalar per example, shape {x.shape[:1]} or {x.shape[:1] + (1,)}, "
-            f"got {scores.shape} for inputs of shape {x.shape}"
+            f"critic: expected one scalar per example, shape {x.shape[:1]} or {x.shape[:1] + (1,)}, got {scores.shape} for inputs of shape {x.shape}"
         )
     return scores
 
@@ -270,10 +269,7 @@ def _real_data(batch: Batch, n_critic: int) -> jax.Array:
         raise ValueError(f"batch: expected the real data under 'image', got keys {sorted(batch)}")
     real = batch["image"]
     if real.ndim < 3 or real.shape[1] != n_critic:
-        raise ValueError(
-            f"batch: expected real data of shape [batch, n_critic={n_critic}, ...] (one minibatch per critic "
-            f"update), got {real.shape}"
-        )
+        raise ValueError(f"batch: expected real data of shape [batch, n_critic={n_critic}, ...] (one minibatch per critic update), got {real.shape}")
     return real
 
 

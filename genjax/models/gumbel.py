@@ -238,7 +238,9 @@ class DiscreteVAE(nn.Module):
         return self.decode(latent_mode(self.encode(x), self.latent))
 
 
-def vae_terms(model: DiscreteVAE, params: Params, x: jax.Array, key: jax.Array, estimator: str, temperature: jax.Array | float) -> tuple[jax.Array, jax.Array, jax.Array]:
+def vae_terms(
+    model: DiscreteVAE, params: Params, x: jax.Array, key: jax.Array, estimator: str, temperature: jax.Array | float
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Reconstruction log-likelihood, KL and log q(z|x) of one example and one sample.
 
     The negative ELBO is ``kl - log_lik`` (Kingma & Welling eq. 10 with the exact
@@ -290,7 +292,9 @@ def make_vae_loss(model: DiscreteVAE, config: EstimatorConfig) -> Callable[..., 
     model. Metrics: ``recon``, ``kl``, ``temperature`` and ``baseline``.
     """
 
-    def loss(params: Params, batch: dict[str, jax.Array], keys: jax.Array, *, step: jax.Array, model_state: ModelState) -> tuple[jax.Array, tuple[dict[str, jax.Array], ModelState]]:
+    def loss(
+        params: Params, batch: dict[str, jax.Array], keys: jax.Array, *, step: jax.Array, model_state: ModelState
+    ) -> tuple[jax.Array, tuple[dict[str, jax.Array], ModelState]]:
         x = flatten_batch(batch["image"])
         chex.assert_equal_shape_prefix((x, keys), 1)
         tau = config.temperature(step)
@@ -377,8 +381,11 @@ def sbn_sample(model: SBN, params: Params, x_upper: jax.Array, key: jax.Array, e
     return apply(model, params, SBN.output_logits, h), log_q
 
 
-def sbn_log_likelihoods(model: SBN, params: Params, x_upper: jax.Array, x_lower: jax.Array, key: jax.Array, num_samples: int, estimator: str, temperature: jax.Array | float) -> tuple[jax.Array, jax.Array]:
+def sbn_log_likelihoods(
+    model: SBN, params: Params, x_upper: jax.Array, x_lower: jax.Array, key: jax.Array, num_samples: int, estimator: str, temperature: jax.Array | float
+) -> tuple[jax.Array, jax.Array]:
     """log p(x_lower | h^(i)) and log p(h^(i) | x_upper) for ``num_samples`` samples, each [m]."""
+
     def one(k: jax.Array) -> tuple[jax.Array, jax.Array]:
         out, log_q = sbn_sample(model, params, x_upper, k, estimator, temperature)
         return jnp.sum(bernoulli_log_prob(x_lower, out)), log_q
@@ -423,7 +430,9 @@ def make_sbn_loss(model: SBN, config: EstimatorConfig, num_samples: int = 1) -> 
     if num_samples <= 0:
         raise ValueError(f"num_samples: expected a positive int, got {num_samples}")
 
-    def loss(params: Params, batch: dict[str, jax.Array], keys: jax.Array, *, step: jax.Array, model_state: ModelState) -> tuple[jax.Array, tuple[dict[str, jax.Array], ModelState]]:
+    def loss(
+        params: Params, batch: dict[str, jax.Array], keys: jax.Array, *, step: jax.Array, model_state: ModelState
+    ) -> tuple[jax.Array, tuple[dict[str, jax.Array], ModelState]]:
         x_upper, x_lower = split_halves(batch["image"])
         chex.assert_equal_shape_prefix((x_upper, keys), 1)
         tau = config.temperature(step)

@@ -227,9 +227,7 @@ def log_marginal_likelihood(
       The scalar estimate of log p(x), in nats.
     """
     if chunk_size <= 0 or num_samples <= 0 or num_samples % chunk_size:
-        raise ValueError(
-            f"num_samples: expected a positive multiple of chunk_size={chunk_size}, got {num_samples}"
-        )
+        raise ValueError(f"num_samples: expected a positive multiple of chunk_size={chunk_size}, got {num_samples}")
     check_data(model, x)
     num_chunks = num_samples // chunk_size
 

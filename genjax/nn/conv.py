@@ -55,10 +55,7 @@ class ConvDecoder(nn.Module):
         height, width, channels = self.output_shape
         factor = 2 ** len(self.features)
         if height % factor or width % factor:
-            raise ValueError(
-                f"output_shape: height and width must be divisible by {factor} "
-                f"(2**len(features)), got {self.output_shape}"
-            )
+            raise ValueError(f"output_shape: height and width must be divisible by {factor} (2**len(features)), got {self.output_shape}")
         h0, w0 = height // factor, width // factor
         x = act(nn.Dense(h0 * w0 * self.features[0], name="project")(z))
         x = x.reshape(z.shape[:-1] + (h0, w0, self.features[0]))

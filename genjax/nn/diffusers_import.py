@@ -119,14 +119,13 @@ DDPM_CIFAR10_DIFFUSERS_CONFIG: dict[str, Any] = {
     "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
 }
 
+
 def _block_type(name: Any, key: str, index: int, allowed: tuple[str, str]) -> str:
     if not isinstance(name, str):
         raise ValueError(f"{key}: entry {index} must be a block type name, got {name!r}")
     stripped = name.removeprefix("UNetRes")
     if stripped not in allowed:
-        raise ValueError(
-            f"{key}: entry {index} is {name!r}; genjax's UNet can import only {allowed[0]!r} and {allowed[1]!r} blocks"
-        )
+        raise ValueError(f"{key}: entry {index} is {name!r}; genjax's UNet can import only {allowed[0]!r} and {allowed[1]!r} blocks")
     return stripped
 
 
@@ -161,9 +160,7 @@ def _sample_height(config: Mapping[str, Any], num_levels: int) -> int | None:
     factor = 2 ** (num_levels - 1)
     for s in sizes:
         if isinstance(s, bool) or not isinstance(s, int) or s < 1 or s % factor:
-            raise ValueError(
-                f"sample_size: must be positive multiples of 2**(len(block_out_channels) - 1) = {factor}, got {size!r}"
-            )
+            raise ValueError(f"sample_size: must be positive multiples of 2**(len(block_out_channels) - 1) = {factor}, got {size!r}")
     return sizes[0]
 
 
@@ -214,10 +211,7 @@ def unet_from_diffusers_config(config: Mapping[str, Any], *, dtype: Any = jnp.fl
     _require(cfg, "time_embedding_type", "positional", "the sinusoidal embedding of the DDPM")
     _require(cfg, "flip_sin_to_cos", False, "the embedding is [sin | cos]")
     if isinstance(cfg["freq_shift"], bool) or not isinstance(cfg["freq_shift"], (int, float)) or cfg["freq_shift"] != 1:
-        raise ValueError(
-            f"freq_shift: genjax's UNet needs freq_shift=1 (frequencies exp(-log(10000) i / (half - 1))); "
-            f"the config has {cfg['freq_shift']!r}"
-        )
+        raise ValueError(f"freq_shift: genjax's UNet needs freq_shift=1 (frequencies exp(-log(10000) i / (half - 1))); the config has {cfg['freq_shift']!r}")
     _require(cfg, "center_input_sample", False, "inputs are used as given")
     _require(cfg, "norm_eps", 1e-6, "its GroupNorm epsilon")
     if cfg["act_fn"] not in _SWISH_NAMES:
@@ -227,8 +221,7 @@ def unet_from_diffusers_config(config: Mapping[str, Any], *, dtype: Any = jnp.fl
     _require(cfg, "add_attention", True, "its middle block has attention")
     if cfg["mid_block_scale_factor"] != 1 or isinstance(cfg["mid_block_scale_factor"], bool):
         raise ValueError(
-            f"mid_block_scale_factor: genjax's UNet needs mid_block_scale_factor=1 (no output rescaling); "
-            f"the config has {cfg['mid_block_scale_factor']!r}"
+            f"mid_block_scale_factor: genjax's UNet needs mid_block_scale_factor=1 (no output rescaling); the config has {cfg['mid_block_scale_factor']!r}"
         )
     _require(cfg, "downsample_padding", 0, "stride-2 convs pad one row/column at the bottom/right only")
     if cfg["class_embed_type"] is not None:
@@ -249,18 +242,13 @@ def unet_from_diffusers_config(config: Mapping[str, Any], *, dtype: Any = jnp.fl
             raise ValueError(f"block_out_channels: expected positive ints, got {channels!r}")
     ch = channels[0]
     if any(c % ch for c in channels):
-        raise ValueError(
-            f"block_out_channels: every entry must be a multiple of the first ({ch}) to give integer ch_mult; "
-            f"got {list(channels)}"
-        )
+        raise ValueError(f"block_out_channels: every entry must be a multiple of the first ({ch}) to give integer ch_mult; got {list(channels)}")
     ch_mult = tuple(c // ch for c in channels)
     num_levels = len(channels)
     down, up = cfg["down_block_types"], cfg["up_block_types"]
     for key, types in (("down_block_types", down), ("up_block_types", up)):
         if not isinstance(types, (list, tuple)) or len(types) != num_levels:
-            raise ValueError(
-                f"{key}: expected {num_levels} block types (one per entry of block_out_channels), got {types!r}"
-            )
+            raise ValueError(f"{key}: expected {num_levels} block types (one per entry of block_out_channels), got {types!r}")
     down = [_block_type(n, "down_block_types", i, (_PLAIN_DOWN, _ATTN_DOWN)) for i, n in enumerate(down)]
     up = [_block_type(n, "up_block_types", i, (_PLAIN_UP, _ATTN_UP)) for i, n in enumerate(up)]
     attn_levels = [i for i, n in enumerate(down) if n == _ATTN_DOWN]
@@ -274,15 +262,9 @@ def unet_from_diffusers_config(config: Mapping[str, Any], *, dtype: Any = jnp.fl
         )
     # Only attention blocks read downsample_type / upsample_type, and only where they resample.
     if cfg["downsample_type"] != "conv" and any(i != num_levels - 1 for i in attn_levels):
-        raise ValueError(
-            f"downsample_type: genjax's UNet downsamples with a strided conv ('conv'); the config has "
-            f"{cfg['downsample_type']!r}"
-        )
+        raise ValueError(f"downsample_type: genjax's UNet downsamples with a strided conv ('conv'); the config has {cfg['downsample_type']!r}")
     if cfg["upsample_type"] != "conv" and any(i != 0 for i in attn_levels):
-        raise ValueError(
-            f"upsample_type: genjax's UNet upsamples with nearest-neighbour + conv ('conv'); the config has "
-            f"{cfg['upsample_type']!r}"
-        )
+        raise ValueError(f"upsample_type: genjax's UNet upsamples with nearest-neighbour + conv ('conv'); the config has {cfg['upsample_type']!r}")
     num_res_blocks = _positive_int(cfg, "layers_per_block")
 
     # Normalisation and attention heads.
@@ -291,8 +273,7 @@ def unet_from_diffusers_config(config: Mapping[str, Any], *, dtype: Any = jnp.fl
         raise ValueError(f"norm_num_groups: expected a positive int, got {groups!r}")
     if cfg["attn_norm_num_groups"] is not None and cfg["attn_norm_num_groups"] != groups:
         raise ValueError(
-            f"attn_norm_num_groups: genjax's UNet uses norm_num_groups={groups} in every GroupNorm; the config "
-            f"has {cfg['attn_norm_num_groups']!r}"
+            f"attn_norm_num_groups: genjax's UNet uses norm_num_groups={groups} in every GroupNorm; the config has {cfg['attn_norm_num_groups']!r}"
         )
     head_dim = cfg["attention_head_dim"]
     if head_dim is not None:
@@ -305,9 +286,7 @@ def unet_from_diffusers_config(config: Mapping[str, Any], *, dtype: Any = jnp.fl
             )
     temb_dim = cfg["time_embedding_dim"]
     if temb_dim is not None and temb_dim != 4 * ch:
-        raise ValueError(
-            f"time_embedding_dim: genjax's UNet uses 4 * block_out_channels[0] = {4 * ch}; the config has {temb_dim!r}"
-        )
+        raise ValueError(f"time_embedding_dim: genjax's UNet uses 4 * block_out_channels[0] = {4 * ch}; the config has {temb_dim!r}")
     dropout = cfg["dropout"]
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout: expected a float in [0, 1), got {dropout!r}")
@@ -523,8 +502,7 @@ def _find_model_folder(folder: str | os.PathLike[str]) -> str:
     if os.path.isfile(os.path.join(nested, CONFIG_NAME)):
         return nested
     raise FileNotFoundError(
-        f"folder: found neither {os.path.join(folder, CONFIG_NAME)!r} nor "
-        f"{os.path.join(nested, CONFIG_NAME)!r} (a diffusers pipeline's unet/ subfolder)"
+        f"folder: found neither {os.path.join(folder, CONFIG_NAME)!r} nor {os.path.join(nested, CONFIG_NAME)!r} (a diffusers pipeline's unet/ subfolder)"
     )
 
 

@@ -98,11 +98,7 @@ def _check_positive_int(name: str, value: object) -> None:
 
 
 def _check_widths(name: str, widths: Sequence[int]) -> None:
-    if (
-        isinstance(widths, (str, bytes))
-        or not isinstance(widths, Sequence)
-        or not all(_is_int(w) and w > 0 for w in widths)
-    ):
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not all(_is_int(w) and w > 0 for w in widths):
         raise ValueError(f"{name}: expected a sequence of positive ints, got {widths!r}")
 
 
@@ -112,11 +108,7 @@ def _check_norm(norm: str) -> None:
 
 
 def _check_image_shape(name: str, shape: object) -> tuple[int, int, int]:
-    if (
-        not isinstance(shape, Sequence)
-        or len(shape) != 3
-        or not all(_is_int(s) and s > 0 for s in shape)
-    ):
+    if not isinstance(shape, Sequence) or len(shape) != 3 or not all(_is_int(s) and s > 0 for s in shape):
         raise ValueError(f"{name}: expected (height, width, channels) of positive ints, got {shape!r}")
     return tuple(shape)
 
@@ -181,11 +173,7 @@ class MLPGenerator(nn.Module):
 
     def __post_init__(self) -> None:
         _check_widths("hidden", self.hidden)
-        if (
-            not isinstance(self.output_shape, Sequence)
-            or len(self.output_shape) == 0
-            or not all(_is_int(s) and s > 0 for s in self.output_shape)
-        ):
+        if not isinstance(self.output_shape, Sequence) or len(self.output_shape) == 0 or not all(_is_int(s) and s > 0 for s in self.output_shape):
             raise ValueError(f"output_shape: expected a non-empty tuple of positive ints, got {self.output_shape!r}")
         get_activation(self.activation)
         if self.output not in OUTPUTS:
@@ -229,9 +217,7 @@ class MLPCritic(nn.Module):
         _check_widths("hidden", self.hidden)
         get_activation(self.activation)
         if not _is_int(self.maxout_pieces) or self.maxout_pieces < 0 or self.maxout_pieces == 1:
-            raise ValueError(
-                f"maxout_pieces: expected 0 (plain activation) or an int >= 2, got {self.maxout_pieces!r}"
-            )
+            raise ValueError(f"maxout_pieces: expected 0 (plain activation) or an int >= 2, got {self.maxout_pieces!r}")
         super().__post_init__()
 
     @nn.compact
@@ -285,9 +271,7 @@ class DCGANGenerator(nn.Module):
     def __post_init__(self) -> None:
         shape = _check_image_shape("output_shape", self.output_shape)
         if shape[:2] not in DCGAN_SIZES:
-            raise ValueError(
-                f"output_shape: expected height x width in {DCGAN_SIZES} (any channels), got {self.output_shape!r}"
-            )
+            raise ValueError(f"output_shape: expected height x width in {DCGAN_SIZES} (any channels), got {self.output_shape!r}")
         _check_positive_int("features", self.features)
         _check_norm(self.norm)
         super().__post_init__()
@@ -465,10 +449,7 @@ class ResNetGenerator(nn.Module):
         _check_positive_int("features", self.features)
         shape = _check_image_shape("output_shape", self.output_shape)
         if shape[0] % 8 or shape[1] % 8:
-            raise ValueError(
-                f"output_shape: height and width must be multiples of 8 (three x2 upsamplings), "
-                f"got {self.output_shape!r}"
-            )
+            raise ValueError(f"output_shape: height and width must be multiples of 8 (three x2 upsamplings), got {self.output_shape!r}")
         _check_norm(self.norm)
         super().__post_init__()
 
@@ -509,9 +490,7 @@ class ResNetCritic(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         _check_images(x)
         if x.shape[1] % 4 or x.shape[2] % 4:
-            raise ValueError(
-                f"x: height and width must be multiples of 4 (two 2x2 mean poolings), got shape {x.shape}"
-            )
+            raise ValueError(f"x: height and width must be multiples of 4 (two 2x2 mean poolings), got shape {x.shape}")
         f = self.features
         h = OptimizedResidualBlock(f, name="block_0")(x)
         h = ResidualBlock(f, resample="down", name="block_1")(h)

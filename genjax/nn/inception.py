@@ -110,9 +110,7 @@ def _validate_images(images: Any, *, resize: bool) -> tuple[int, int, int, int]:
         raise ValueError(f"images: expected an NHWC batch [B, H, W, 3] of RGB images in [0, 1], got shape {shape}")
     dtype = np.dtype(images.dtype if hasattr(images, "dtype") else np.asarray(images).dtype)
     if not np.issubdtype(dtype, np.floating):
-        raise ValueError(
-            f"images: expected floating-point values in [0, 1], got dtype {dtype} (divide uint8 images by 255)"
-        )
+        raise ValueError(f"images: expected floating-point values in [0, 1], got dtype {dtype} (divide uint8 images by 255)")
     if not resize and min(shape[1], shape[2]) < MIN_INPUT_SIZE:
         raise ValueError(
             f"images: without resizing, expected H and W >= {MIN_INPUT_SIZE}, got {shape[1]}x{shape[2]} "
@@ -429,9 +427,7 @@ class FIDInceptionV3(nn.Module):
 def _expected_state_dict() -> dict[str, tuple[str, tuple[str, ...], tuple[int, ...]]]:
     """torch name -> (collection, Flax path, torch shape) for the 1008-class network."""
     model = FIDInceptionV3(resize_input=False)
-    shapes = jax.eval_shape(
-        model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, MIN_INPUT_SIZE, MIN_INPUT_SIZE, 3), jnp.float32)
-    )
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, MIN_INPUT_SIZE, MIN_INPUT_SIZE, 3), jnp.float32))
     leaf_names = {
         ("params", "kernel"): "weight",
         ("params", "scale"): "weight",
@@ -493,10 +489,7 @@ def inception_variables_from_state_dict(state_dict: Mapping[str, Any]) -> dict[s
                 " (AuxLogits.* belong to torchvision's ImageNet Inception3; FID uses the pytorch-fid "
                 f"weights {FID_WEIGHTS_FILENAME}, which have no auxiliary classifier)"
             )
-        raise ValueError(
-            f"state_dict: expected the {len(expected)} tensors of the FID Inception-v3 (pytorch-fid names), "
-            f"got {'; '.join(parts)}{hint}"
-        )
+        raise ValueError(f"state_dict: expected the {len(expected)} tensors of the FID Inception-v3 (pytorch-fid names), got {'; '.join(parts)}{hint}")
     flat: dict[str, dict[tuple[str, ...], np.ndarray]] = {"params": {}, "batch_stats": {}}
     bad_shapes, non_finite = [], []
     for name, (collection, path, torch_shape) in expected.items():
@@ -582,9 +575,7 @@ def _forward(variables: Mapping[str, Any], images: jax.Array, resize: bool) -> I
 def _check_variables(variables: Any) -> None:
     if not isinstance(variables, Mapping) or not {"params", "batch_stats"} <= set(variables):
         got = sorted(variables) if isinstance(variables, Mapping) else type(variables).__name__
-        raise ValueError(
-            f"variables: expected the dict of load_inception_params with 'params' and 'batch_stats', got {got}"
-        )
+        raise ValueError(f"variables: expected the dict of load_inception_params with 'params' and 'batch_stats', got {got}")
 
 
 def _check_batch_size(batch_size: int) -> int:
@@ -630,8 +621,7 @@ def inception_outputs(
     lo, hi = float(host.min()), float(host.max())
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-3 or hi > 1.0 + 1e-3:
         raise ValueError(
-            f"images: expected finite values in [0, 1], got range [{lo:.4g}, {hi:.4g}] "
-            f"(map [-1, 1] images with (x + 1) / 2 and [0, 255] images with x / 255)"
+            f"images: expected finite values in [0, 1], got range [{lo:.4g}, {hi:.4g}] (map [-1, 1] images with (x + 1) / 2 and [0, 255] images with x / 255)"
         )
     step = min(batch_size, n)
     variables = jax.device_put(variables)  # once, not once per batch

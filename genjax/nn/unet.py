@@ -153,17 +153,13 @@ class ResBlock(nn.Module):
         chex.assert_rank(temb, 2)
         h = nn.swish(_group_norm(self.num_groups, self.dtype, "norm1")(x))
         h = _conv3x3(self.out_channels, self.dtype, "conv1")(h)
-        temb_out = nn.Dense(
-            self.out_channels, kernel_init=_default_init, dtype=self.dtype, name="temb_proj"
-        )(nn.swish(temb))
+        temb_out = nn.Dense(self.out_channels, kernel_init=_default_init, dtype=self.dtype, name="temb_proj")(nn.swish(temb))
         h = h + temb_out[:, None, None, :]
         h = nn.swish(_group_norm(self.num_groups, self.dtype, "norm2")(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         h = _conv3x3(self.out_channels, self.dtype, "conv2", zero_init=True)(h)
         if x.shape[-1] != self.out_channels:
-            x = nn.Dense(
-                self.out_channels, kernel_init=_default_init, dtype=self.dtype, name="nin_shortcut"
-            )(x)
+            x = nn.Dense(self.out_channels, kernel_init=_default_init, dtype=self.dtype, name="nin_shortcut")(x)
         return x + h
 
 
@@ -308,10 +304,7 @@ class UNet(nn.Module):
             raise ValueError(f"num_groups: must be >= 1, got {self.num_groups}")
         bad = sorted({self.ch * m for m in self.ch_mult if (self.ch * m) % self.num_groups})
         if bad:
-            raise ValueError(
-                f"num_groups: every level width ch * ch_mult[i] must be divisible by "
-                f"num_groups={self.num_groups}; {bad} are not"
-            )
+            raise ValueError(f"num_groups: every level width ch * ch_mult[i] must be divisible by num_groups={self.num_groups}; {bad} are not")
         if self.num_classes < 0:
             raise ValueError(f"num_classes: must be >= 0, got {self.num_classes}")
         if self.out_channels is not None and self.out_channels <= 0:
@@ -332,10 +325,7 @@ class UNet(nn.Module):
             raise ValueError(f"t: expected shape [B] = ({b},), got {t.shape}")
         if self.num_classes > 0:
             if y is None:
-                raise ValueError(
-                    f"y: class labels of shape [B] are required when num_classes="
-                    f"{self.num_classes} > 0"
-                )
+                raise ValueError(f"y: class labels of shape [B] are required when num_classes={self.num_classes} > 0")
             if y.shape != (b,):
                 raise ValueError(f"y: expected shape [B] = ({b},), got {y.shape}")
             if not jnp.issubdtype(y.dtype, jnp.integer):
@@ -393,9 +383,7 @@ class UNet(nn.Module):
         temb = dense(temb_dim, "time_embed_0")(temb)
         temb = dense(temb_dim, "time_embed_1")(nn.swish(temb))
         if self.num_classes > 0:
-            temb = temb + nn.Embed(
-                self.num_classes, temb_dim, dtype=self.dtype, name="label_embed"
-            )(y)
+            temb = temb + nn.Embed(self.num_classes, temb_dim, dtype=self.dtype, name="label_embed")(y)
 
         # Down path.
         h = _conv3x3(self.ch, self.dtype, "conv_in")(x.astype(self.dtype))
@@ -436,9 +424,7 @@ class UNet(nn.Module):
 
 
 #: The paper's CIFAR-10 network (35.7M parameters on 32x32x3; arXiv 2006.11239, App. B).
-ddpm_cifar10 = functools.partial(
-    UNet, ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1
-)
+ddpm_cifar10 = functools.partial(UNet, ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1)
 
 #: A tiny two-level U-Net for tests (8x8 inputs; attention at 4x4).
 unet_tiny = functools.partial(

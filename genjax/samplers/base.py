@@ -101,9 +101,7 @@ def check_alphas_cumprod(alphas_cumprod: ArrayLike):
     if not _is_tracer(alphas_cumprod):
         a = np.asarray(alphas_cumprod, dtype=np.float64)
         if not np.all(np.isfinite(a)) or np.any(a <= 0.0) or np.any(a >= 1.0):
-            raise ValueError(
-                f"alphas_cumprod: values must lie in the open interval (0, 1), got range [{a.min()}, {a.max()}]"
-            )
+            raise ValueError(f"alphas_cumprod: values must lie in the open interval (0, 1), got range [{a.min()}, {a.max()}]")
         if a.shape[0] > 1 and np.any(np.diff(a) >= 0.0):
             raise ValueError("alphas_cumprod: must be strictly decreasing in t (abar_t = prod_{s<=t} (1 - beta_s))")
     return alphas_cumprod if hasattr(alphas_cumprod, "shape") else np.asarray(alphas_cumprod, np.float32)
@@ -265,9 +263,7 @@ def denoiser_from_apply(
         if learned_variance:
             channels = x_t.shape[-1]
             if out.shape[-1] != 2 * channels:
-                raise ValueError(
-                    f"learned_variance: the network output's last axis must be 2*{channels}, got shape {out.shape}"
-                )
+                raise ValueError(f"learned_variance: the network output's last axis must be 2*{channels}, got shape {out.shape}")
             out, raw = out[..., :channels], out[..., channels:]
             var_frac = (raw + 1.0) / 2.0
         elif out.shape != x_t.shape:

@@ -90,9 +90,7 @@ def ddim_update(
     """
     check_row(coefs, "coefs")
     if (noise is None) == coefs.stochastic:
-        raise ValueError(
-            "noise: " + ("a table with eta > 0 needs a standard normal draw, got None" if noise is None else "a table with eta = 0 takes None")
-        )
+        raise ValueError("noise: " + ("a table with eta > 0 needs a standard normal draw, got None" if noise is None else "a table with eta = 0 takes None"))
     chex.assert_equal_shape([x_t, eps] if noise is None else [x_t, eps, noise])
     abar = coefs.abar_t
     x0 = x0_from_eps(x_t, eps, abar)

@@ -143,7 +143,9 @@ class Checkpointer:
         if saved is None:
             return template
         target: Any = template
-        expected = {jax.tree_util.keystr(path, simple=True, separator="."): tuple(np.shape(leaf)) for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]}
+        expected = {
+            jax.tree_util.keystr(path, simple=True, separator="."): tuple(np.shape(leaf)) for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]
+        }
         if saved != expected:
             missing = sorted(set(expected) - set(saved))[:3]
             unexpected = sorted(set(saved) - set(expected))[:3]

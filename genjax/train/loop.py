@@ -172,7 +172,11 @@ def train(
         done = step + 1
         bad = sorted(k for k, v in last.items() if not math.isfinite(v))
         if bad:
-            kept = f"; the last good checkpoint is step {checkpointer.all_steps()[-1]} in {checkpointer.directory}" if checkpointer and checkpointer.all_steps() else ""
+            kept = (
+                f"; the last good checkpoint is step {checkpointer.all_steps()[-1]} in {checkpointer.directory}"
+                if checkpointer and checkpointer.all_steps()
+                else ""
+            )
             raise TrainingDivergedError(f"non-finite {', '.join(bad)} at step {done} (loss={last.get('loss')}){kept}")
         bar.update(1)
         record = dict(last)

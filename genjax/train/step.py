@@ -119,6 +119,7 @@ def make_update(
         if model_state is None:
             (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, keys)
         else:
+
             def stateful_loss(params: Any) -> tuple[jax.Array, tuple[Metrics, Any]]:
                 return loss_fn(params, batch, keys, step=state.step, model_state=state.model_state)
 
@@ -140,9 +141,7 @@ def make_update(
             ema = optax.incremental_update(params, ema, step_size=1.0 - ema_decay)
         metrics["grad_norm"] = optax.tree.norm(grads)
         metrics["param_norm"] = optax.tree.norm(params)
-        new_state = dataclasses.replace(
-            state, step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema, model_state=model_state
-        )
+        new_state = dataclasses.replace(state, step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema, model_state=model_state)
         return new_state, metrics
 
     return update
@@ -174,9 +173,7 @@ class LossUpdate:
 
     def build(self, mean_over_replicas: MeanOverReplicas) -> UpdateFn:
         """The pure update for a back end (see ``make_update``)."""
-        return make_update(
-            self.loss_fn, self.optimizer, stateful=self.stateful, ema_decay=self.ema_decay, mean_over_replicas=mean_over_replicas
-        )
+        return make_update(self.loss_fn, self.optimizer, stateful=self.stateful, ema_decay=self.ema_decay, mean_over_replicas=mean_over_replicas)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,10 +233,7 @@ def check_global_batch(global_batch: int, num_devices: int) -> None:
     if global_batch <= 0:
         raise ValueError(f"train.batch_size: expected a positive int, got {global_batch}")
     if global_batch % num_devices:
-        raise ValueError(
-            f"train.batch_size: the global batch {global_batch} must be divisible by the "
-            f"device count {num_devices}"
-        )
+        raise ValueError(f"train.batch_size: the global batch {global_batch} must be divisible by the device count {num_devices}")
 
 
 def build_train_step(
