@@ -342,3 +342,13 @@ def test_grad_variance_script_on_a_tiny_run(tiny_tables, tmp_path):
     # The relaxed estimator's variance grows as the temperature falls (paper, section 2).
     assert gs[0]["variance"] > gs[1]["variance"] > 0
     assert result["score_function_scalar_baseline"]["variance"] > result["score_function"]["variance"] > result["straight_through"]["variance"]
+
+
+def test_losses_name_keys_when_given_one_key_instead_of_one_per_example():
+    x = jnp.asarray(_x(4, 6))
+    loss = G.make_vae_loss(VAE, G.EstimatorConfig())
+    state = G.init_model_state(G.EstimatorConfig())
+    with pytest.raises(ValueError, match=r"keys: expected shape \[batch\] = \(4,\) of typed PRNG keys"):
+        loss(_vae_params(), {"image": x}, jax.random.key(0), step=jnp.int32(0), model_state=state)
+    with pytest.raises(ValueError, match=r"keys: expected shape \[batch\] = \(4,\)"):
+        loss(_vae_params(), {"image": x}, jax.random.split(jax.random.key(0), 3), step=jnp.int32(0), model_state=state)

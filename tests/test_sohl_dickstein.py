@@ -391,3 +391,10 @@ def test_family_trains_resumes_and_evaluates_through_the_cli(tmp_path, capsys):
     assert (workdir / "heartbeat.png").is_file() and (workdir / "samples.png").is_file()
     assert cli.main(["train", "--config", f"{SD_CONFIG}:heartbeat,tiny", "--workdir", str(tmp_path / "bad"), "--config.data.name=spiral"]) == 1
     assert "data.name: expected one of ('swiss_roll', 'heartbeat')" in capsys.readouterr().err
+
+
+def test_loss_names_keys_when_given_one_key_instead_of_one_per_example(key):
+    model = sd.GaussianDiffusion(data_dim=2, num_steps=3, beta_1=0.05, final_alpha_bar=0.05, hidden=(4,))
+    params = model.init(key)
+    with pytest.raises(ValueError, match=r"keys: expected shape \[batch\] = \(5,\) of typed PRNG keys"):
+        sd.make_loss(model)(params, {"x0": jnp.zeros((5, 2))}, key)

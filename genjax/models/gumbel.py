@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from genjax import estimators as est
+from genjax._checks import check_example_keys
 from genjax.distributions import (
     bernoulli_kl,
     bernoulli_log_prob,
@@ -296,7 +297,7 @@ def make_vae_loss(model: DiscreteVAE, config: EstimatorConfig) -> Callable[..., 
         params: Params, batch: dict[str, jax.Array], keys: jax.Array, *, step: jax.Array, model_state: ModelState
     ) -> tuple[jax.Array, tuple[dict[str, jax.Array], ModelState]]:
         x = flatten_batch(batch["image"])
-        chex.assert_equal_shape_prefix((x, keys), 1)
+        check_example_keys(keys, x.shape[0])
         tau = config.temperature(step)
         log_lik, kl, log_q = jax.vmap(lambda xi, ki: vae_terms(model, params, xi, ki, config.estimator, tau))(x, keys)
         recon, new_state = surrogate_cost(config, -log_lik, log_q, model_state)
@@ -434,7 +435,7 @@ def make_sbn_loss(model: SBN, config: EstimatorConfig, num_samples: int = 1) -> 
         params: Params, batch: dict[str, jax.Array], keys: jax.Array, *, step: jax.Array, model_state: ModelState
     ) -> tuple[jax.Array, tuple[dict[str, jax.Array], ModelState]]:
         x_upper, x_lower = split_halves(batch["image"])
-        chex.assert_equal_shape_prefix((x_upper, keys), 1)
+        check_example_keys(keys, x_upper.shape[0])
         tau = config.temperature(step)
 
         def one(xu: jax.Array, xl: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -70,12 +70,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, cast, overload
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from genjax._checks import check_example_keys
 from genjax.distributions import (
     bernoulli_entropy,
     bernoulli_kl,
@@ -729,7 +729,7 @@ def make_loss(model: Model) -> Callable[..., Any]:
     def loss(params: Params, batch: dict[str, jax.Array], keys: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         x0 = batch["x0"]
         check_data(x0, model.data_dim, name='batch["x0"]')
-        chex.assert_equal_shape_prefix((x0, keys), 1)
+        check_example_keys(keys, x0.shape[0])
         terms = jax.vmap(lambda x, k: model.stochastic_bound(params, x, k))(x0, keys)
         k = jnp.mean(terms["k"])
         return -k, {"K_bits": k / LOG2, "kl_bits": jnp.mean(terms["kl_sum"]) / LOG2}
