@@ -64,7 +64,7 @@ def test_sample_eval_and_info(tiny_run, capsys, tmp_path):
     assert info["config"]["model"]["latent_dim"] == 4
 
 
-def test_sample_and_eval_read_the_runs_own_config_and_keep_its_samples_png(tiny_run, capsys):
+def test_sample_and_eval_read_the_runs_own_config_and_keep_its_samples_png(tiny_run, capsys, tmp_path):
     before = (tiny_run / "samples.png").read_bytes()
     code, out, _ = _main(capsys, "sample", "--workdir", str(tiny_run), "--num", "4")
     assert code == 0
@@ -81,6 +81,11 @@ def test_sample_and_eval_read_the_runs_own_config_and_keep_its_samples_png(tiny_
     assert code == 1 and "--out: expected a path ending in .npz" in err
     code, _, err = _main(capsys, "eval", "--workdir", str(tiny_run / "nothing"))
     assert code == 1 and "no config.json in" in err and err.count("\n") == 1
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{truncated")
+    code, _, err = _main(capsys, "eval", "--workdir", str(broken))
+    assert code == 1 and "config.json' is not valid JSON" in err and err.count("\n") == 1
 
 
 def test_load_run_exposes_the_experiment(tiny_run):

@@ -212,11 +212,18 @@ def run_config(workdir: str | pathlib.Path, overrides: Sequence[str] = ()) -> ml
 
     Raises:
       FileNotFoundError: ``workdir`` holds no ``config.json``.
+      ValueError: ``config.json`` is not JSON or not a run config.
     """
     path = pathlib.Path(workdir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"--workdir: no config.json in '{workdir}'; is it a 'genjax train' workdir?")
-    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--workdir: '{path}' is not valid JSON ({err}); pass the run's config with --config") from None
+    if not isinstance(record, dict) or "model" not in record:
+        raise ValueError(f"--workdir: '{path}' is not a genjax run config (no 'model' section); pass the run's config with --config")
+    config = ml_collections.ConfigDict(record)
     config.lock()
     return apply_overrides(config, overrides)
 
