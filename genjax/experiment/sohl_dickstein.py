@@ -157,6 +157,7 @@ def _heartbeat(config: ml_collections.ConfigDict) -> _Parts:
     m, ev = config.model, config.eval
     model = sd.BinomialDiffusion(data_dim=HEARTBEAT_LENGTH, num_steps=m.num_timesteps, hidden=tuple(m.hidden), activation=m.activation)
     support = heartbeat_sequences(HEARTBEAT_LENGTH)
+    draw = _compiled_sampler(model)
 
     def batches(step: int) -> dict[str, np.ndarray]:
         rng = keys.numpy_rng(config.seed, keys.TOY_DATA, step)
@@ -190,7 +191,7 @@ def _heartbeat(config: ml_collections.ConfigDict) -> _Parts:
         return out
 
     def sample(params: Params, key: jax.Array, num: int) -> np.ndarray:
-        x = np.asarray(jax.jit(lambda p, k: model.sample(p, k, num))(params, key), np.float32)
+        x = np.asarray(draw(params, key, num), np.float32)
         return x.reshape(num, 1, HEARTBEAT_LENGTH, 1)
 
     def figures(params: Params, key: jax.Array, workdir: pathlib.Path) -> list[pathlib.Path]:
@@ -198,6 +199,12 @@ def _heartbeat(config: ml_collections.ConfigDict) -> _Parts:
         return [viz.save_binary_sequences(workdir / "heartbeat.png", support, samples, title=f"40 samples of the reverse diffusion (T = {m.num_timesteps})")]
 
     return _Parts(model=model, batches=batches, evaluate=evaluate, sample=sample, figures=figures)
+
+
+def _compiled_sampler(model: sd.Model) -> Callable[..., jax.Array]:
+    """``model.sample`` compiled once per experiment (and per ``num``, ``trajectory``), so
+    the evaluation, the figures and ``genjax sample`` reuse one program."""
+    return jax.jit(model.sample, static_argnames=("num", "trajectory"))
 
 
 def _oracle(best: np.ndarray, learned: np.ndarray) -> dict[str, float]:
@@ -227,6 +234,7 @@ def _swiss_roll(config: ml_collections.ConfigDict) -> _Parts:
         activation=m.activation,
     )
     data_key = keys.stream(config.seed, keys.TOY_DATA)
+    draw = _compiled_sampler(model)
 
     def batches(step: int) -> dict[str, np.ndarray]:
         return {"x0": local_slice(data.sample(jax.random.fold_in(data_key, step), config.train.batch_size))}
@@ -279,13 +287,13 @@ def _swiss_roll(config: ml_collections.ConfigDict) -> _Parts:
         return out
 
     def sample(params: Params, key: jax.Array, num: int) -> np.ndarray:
-        return np.asarray(jax.jit(lambda p, k: model.sample(p, k, num))(params, key))
+        return np.asarray(draw(params, key, num))
 
     def figures(params: Params, key: jax.Array, workdir: pathlib.Path) -> list[pathlib.Path]:
         """Fig. 1: the forward diffusion at t = 0, T/2, T and the reverse at t = T, T/2, 0."""
         n = ev.figure_samples
         k_data, k_rev, k_fwd = jax.random.split(key, 3)
-        reverse_path = np.asarray(jax.jit(lambda p, k: model.sample(p, k, n, trajectory=True))(params, k_rev))
+        reverse_path = np.asarray(draw(params, k_rev, n, trajectory=True))
         x0 = jnp.asarray(data.sample(k_data, n))
         betas = model.betas(params)
         forward = {0: np.asarray(x0)}
