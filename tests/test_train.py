@@ -2,12 +2,14 @@
 
 import json
 import shutil
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import struct
 
 from genjax.models import vae as V
 from genjax.train import (
@@ -184,6 +186,26 @@ def test_checkpoint_whose_bytes_disagree_with_its_digest_is_rejected(tmp_path, c
     state, _ = ckpt.restore_latest(good)
     assert int(state.step) == 0
     assert "digest does not match" in caplog.text
+
+
+def test_checkpoint_from_before_model_state_is_refused_and_stays_in_place(tmp_path):
+    """A checkpoint of the 4-field TrainState of earlier versions is neither read nor set
+    aside: restoring raises, names the reason, and the checkpoint is still there."""
+
+    @struct.dataclass
+    class FourFieldState:
+        step: jax.Array
+        params: Any
+        opt_state: Any
+        ema_params: Any = None
+
+    good = create_train_state(_params(), OPT, ema=True)
+    old = FourFieldState(step=good.step + 3, params=good.params, opt_state=good.opt_state, ema_params=good.ema_params)
+    Checkpointer(tmp_path / "ckpt").save(old)
+    with pytest.raises(CheckpointError, match="older than TrainState.model_state .* left in place"):
+        Checkpointer(tmp_path / "ckpt").restore_latest(good)
+    assert Checkpointer(tmp_path / "ckpt").all_steps() == [3]
+    assert not (tmp_path / "ckpt_corrupt").exists()
 
 
 def test_checkpoint_of_another_layout_is_an_error_and_stays_in_place(tmp_path):

@@ -5,9 +5,9 @@ versions and a SHA-256 digest of the state's bytes. Orbax writes each step to a
 temporary folder and renames it when complete, so a run killed mid-save leaves only
 finished checkpoints behind. On restore the digest is checked; a checkpoint that fails
 to load or to verify is reported and the previous one is tried. A checkpoint whose
-layout does not match the code (other fields) is an error and is left where it is.
-Checkpoints written before ``TrainState.model_state`` existed are read as states
-without one.
+layout does not match the code (other fields) is an error and is left where it is;
+so is one written before ``TrainState.model_state`` existed (genjax before issue 15),
+which this version no longer reads.
 """
 
 from __future__ import annotations
@@ -124,11 +124,12 @@ class Checkpointer:
             raise FileNotFoundError(f"step: no checkpoint at step {step} in {self.directory} (have {self.all_steps()})")
         return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
 
-    def _saved_layout(self, step: int) -> dict[str, tuple[int, ...]] | None:
-        """The name -> shape of every array saved at ``step``, or None if the metadata is unreadable."""
+    def _saved_layout(self, step: int) -> tuple[set[str], dict[str, tuple[int, ...]]] | None:
+        """The top-level fields saved at ``step`` and the name -> shape of every array, or
+        None if the metadata is unreadable."""
         try:
             tree = self._manager.item_metadata(step)["state"].tree
-            return {leaf.name: tuple(leaf.shape) for leaf in jax.tree.leaves(tree)}
+            return set(tree), {leaf.name: tuple(leaf.shape) for leaf in jax.tree.leaves(tree)}
         except Exception:  # unreadable metadata is handled as a corrupt checkpoint
             return None
 
@@ -136,15 +137,20 @@ class Checkpointer:
         """The template, checked against the layout saved at ``step``.
 
         Raises:
-          CheckpointError: the checkpoint's arrays (names or shapes) differ from the
-            template's: it was written by another model, config or code version.
+          CheckpointError: the checkpoint's fields or arrays (names or shapes) differ from
+            the template's: it was written by another model, config or code version.
         """
-        saved = self._saved_layout(step)
-        if saved is None:
+        layout = self._saved_layout(step)
+        if layout is None:
             return template
-        target: Any = template
+        fields, saved = layout
+        if "model_state" not in fields:
+            raise CheckpointError(
+                f"checkpoint {step} in {self.directory} was written by a genjax older than TrainState.model_state "
+                "and is not read by this version; it was left in place (use a new --workdir, or that genjax version)"
+            )
         expected = {
-            jax.tree_util.keystr(path, simple=True, separator="."): tuple(np.shape(leaf)) for path, leaf in jax.tree_util.tree_flatten_with_path(target)[0]
+            jax.tree_util.keystr(path, simple=True, separator="."): tuple(np.shape(leaf)) for path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]
         }
         if saved != expected:
             missing = sorted(set(expected) - set(saved))[:3]
@@ -154,7 +160,7 @@ class Checkpointer:
                 f"checkpoint {step} in {self.directory} does not fit this run's state (missing {missing}, unexpected "
                 f"{unexpected}, other shapes {reshaped}): it was written by another model, config or code version and was left in place"
             )
-        return target
+        return template
 
     def restore_latest(self, template: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
         """Restores the newest checkpoint that loads and verifies.
