@@ -4,8 +4,9 @@ This module only parses arguments and calls the experiment layer
 (``genjax.experiment``). ``train`` and ``info`` take ``--config PATH[:ARG]`` (an
 ml_collections config file); ``eval`` and ``sample`` read the config a run stored in its
 ``--workdir`` unless ``--config`` names another. Every command but ``fetch-data`` takes
-any number of ``--config.a.b=value`` overrides. User errors end the process with one
-line on stderr and a non-zero exit status (2 for a bad config or override, 1
+any number of ``--config.a.b=value`` overrides. User errors (ValueError, TypeError,
+FileNotFoundError, ImportError or RuntimeError, each naming the argument) end the process
+with one line on stderr and a non-zero exit status (2 for a bad config or override, 1
 otherwise); set ``GENJAX_DEBUG=1`` to see the traceback.
 """
 
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         result = _run_command(args, overrides)
         print(json.dumps(result, indent=2 if args.command == "info" else None, sort_keys=True))
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
+    except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError) as err:
         if os.environ.get("GENJAX_DEBUG"):
             raise
         print(f"genjax: error: {err}", file=sys.stderr)

@@ -195,7 +195,7 @@ def bernoulli_log_prob(x: ArrayLike, logits: ArrayLike) -> jax.Array:
     return (x.astype(cdt) * log_odds - jax.nn.softplus(log_odds)).astype(dtype)
 
 
-def bernoulli_kl(logits_q: ArrayLike, logits_p: ArrayLike) -> jax.Array:
+def bernoulli_kl(logits_q: ArrayLike, logits_p: ArrayLike = 0.0) -> jax.Array:
     """``KL(Bern(sigmoid(logits_q)) || Bern(sigmoid(logits_p)))`` in nats, elementwise.
 
     ``q (log q - log p) + (1 - q) (log(1 - q) - log(1 - p))`` from log-sigmoids: the KL of
@@ -204,7 +204,8 @@ def bernoulli_kl(logits_q: ArrayLike, logits_p: ArrayLike) -> jax.Array:
 
     Args:
       logits_q: the log-odds of the first distribution.
-      logits_p: the log-odds of the second, broadcastable to ``logits_q``.
+      logits_p: the log-odds of the second, broadcastable to ``logits_q``; default 0,
+        the uniform Bernoulli prior.
 
     Returns:
       The KL, in the dtype of ``logits_q``.

@@ -35,6 +35,10 @@ SALTS = {
     "toy_data": TOY_DATA,
     "classifier_distance": CLASSIFIER_DISTANCE,
 }
+"""The salts of JAX key streams (``stream``); they must differ from each other."""
+NUMPY_SALTS = {"eval_binarization": EVAL_BINARIZATION, "toy_data": TOY_DATA}
+"""The salts of numpy generators (``numpy_rng``); they must differ from each other, and
+may equal a JAX salt, since the two kinds of generator never share a stream."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +85,7 @@ __all__ = [
     "EVAL_BINARIZATION",
     "EVAL_DURING_TRAINING",
     "FINAL_EVAL",
+    "NUMPY_SALTS",
     "SALTS",
     "SAMPLES",
     "TOY_DATA",

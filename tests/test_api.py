@@ -77,3 +77,18 @@ def test_scripts_use_the_library_not_the_command_line_module():
 def test_the_command_line_module_only_parses_and_calls_the_experiment_layer():
     imported = {n for n in _imports(ROOT / "genjax" / "cli.py") if n.startswith("genjax")}
     assert imported <= {"genjax", "genjax.experiment", "genjax.experiment.ConfigError", "genjax.data", "genjax.data.fetch_mnist"}, imported
+
+
+def test_every_public_module_is_in_the_api_reference():
+    documented = set()
+    for page in (ROOT / "docs" / "api").glob("*.md"):
+        documented |= {line.split()[1] for line in page.read_text().splitlines() if line.startswith("::: ")}
+    missing = []
+    for path in sorted((ROOT / "genjax").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if any(p.startswith("_") for p in parts):
+            continue
+        names = {".".join(parts[:i]) for i in range(2, len(parts) + 1)}  # the module or a package above it
+        if not names & documented:
+            missing.append(".".join(parts))
+    assert not missing, f"not in docs/api/*.md: {missing}"

@@ -9,6 +9,15 @@ from genjax import experiment, keys
 from genjax.data import map_batches
 from genjax.train import LossUpdate, MultiPlayerUpdate
 
+PRESETS = (
+    "experiments/vae_mnist/config.py:tiny",
+    "experiments/gumbel_vae_mnist/config.py:tiny",
+    "experiments/gumbel_sbn_mnist/config.py:tiny",
+    "experiments/gan_mnist/config.py:tiny",
+    "experiments/ddpm_mnist/config.py:tiny",
+    "experiments/diffusion_toy/config.py:heartbeat,tiny",
+)
+
 
 def test_every_family_has_defaults_that_name_it():
     assert set(experiment.FAMILIES) == {"vae", "discrete_vae", "sbn", "gan", "ddpm", "sohl_dickstein"}
@@ -19,6 +28,9 @@ def test_every_family_has_defaults_that_name_it():
             node = config
             for part in field.split("."):
                 node = node[part]
+    for preset in PRESETS:
+        # info() builds the experiment and shapes its parameters without initialising them.
+        assert experiment.info(experiment.load_config(preset))["num_params"] > 0
     with pytest.raises(ValueError, match=r"model.family: expected one of \['ddpm', 'discrete_vae', 'gan', 'sbn', 'sohl_dickstein', 'vae'\], got 'flow'"):
         experiment.get_family("flow")
 
@@ -39,12 +51,21 @@ def test_experiments_declare_their_update_and_build_their_state(spec, kind, stat
         assert built.update.stateful is stateful
     state = built.init_state(keys.run_keys(0).init)
     assert int(state.step) == 0 and (state.model_state is not None) == bool(stateful)
-    batch = built.batches(3)
-    np.testing.assert_array_equal(jax.tree.leaves(batch)[0], jax.tree.leaves(built.batches(3))[0])  # a pure function of the step
+    # batches is a pure function of the step: a fresh experiment's batch 3 equals batch 3
+    # drawn after others, and batches differ from step to step.
+    first = jax.tree.leaves(built.batches(3))[0]
+    again = experiment.build(experiment.load_config(spec))
+    again.batches(7)
+    np.testing.assert_array_equal(first, jax.tree.leaves(again.batches(3))[0])
+    assert not np.array_equal(first, jax.tree.leaves(again.batches(4))[0])
 
 
 def test_key_streams_are_named_distinct_and_fixed():
     assert len(set(keys.SALTS.values())) == len(keys.SALTS)
+    assert len(set(keys.NUMPY_SALTS.values())) == len(keys.NUMPY_SALTS)
+    constants = {name: value for name, value in vars(keys).items() if name.isupper() and isinstance(value, int)}
+    registered = set(keys.SALTS.values()) | set(keys.NUMPY_SALTS.values())
+    assert all(value in registered for value in constants.values()), constants
     run = keys.run_keys(3)
     init, train, _ = jax.random.split(jax.random.key(3), 3)
     np.testing.assert_array_equal(jax.random.key_data(run.init), jax.random.key_data(init))

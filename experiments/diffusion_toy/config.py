@@ -43,6 +43,7 @@ def get_config(arg: str = "swiss_roll") -> ml_collections.ConfigDict:
         c.train.num_steps = 20_000
         c.eval.num_examples = 2000
         c.eval.chunk = 50
+        c.eval.oracle_chunk = 50
     c.train.decay_steps = c.train.num_steps - c.train.warmup_steps
     if rest:
         c.model.hidden = (16,)

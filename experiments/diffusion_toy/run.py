@@ -67,10 +67,11 @@ def train_preset(
 ) -> tuple[dict[str, Any], list[tuple[int, float]], tuple[float, float]]:
     """Trains (or resumes) one preset; returns its metrics (prefixed with ``name``), its
     logged minibatch estimates of K and (K, its ceiling) for the training figure."""
-    overrides = [f"seed={seed}"]
+    config = experiment.load_config(f"{HERE / 'config.py'}:{name}{',tiny' if tiny else ''}", [f"seed={seed}"])
     if steps is not None:
-        overrides += [f"train.num_steps={steps}", f"train.decay_steps={max(steps - (0 if tiny else 200), 1)}"]
-    config = experiment.load_config(f"{HERE / 'config.py'}:{name}{',tiny' if tiny else ''}", overrides)
+        # The cosine decay spans the steps after warm-up, as in config.py.
+        decay = max(steps - config.train.warmup_steps, 1)
+        config = experiment.apply_overrides(config, [f"train.num_steps={steps}", f"train.decay_steps={decay}"])
     run_dir = workdir / name
     print(f"[{name}] training {config.train.num_steps} steps of batch {config.train.batch_size} in {run_dir}", flush=True)
     ev = experiment.train(config, run_dir)

@@ -39,7 +39,9 @@ class Experiment:
       evaluate: ``evaluate(params, key, full) -> metrics``; ``full`` selects the
         expensive evaluation (e.g. importance-sampled log-likelihood) over the cheap one
         used during training.
-      sample: ``sample(params, key, num) -> samples`` as numpy (images in [0, 1], NHWC).
+      sample: ``sample(params, key, num) -> samples`` as numpy: images in [0, 1], NHWC;
+        2D toy data as points ``[num, 2]``; binary sequences as ``[num, 1, length, 1]``
+        images.
       figures: ``figures(params, key, workdir) -> paths`` of the extra plots written.
       init_model_state: the initial ``model_state`` of a stateful loss, or None.
     """

@@ -16,6 +16,7 @@ from genjax import samplers as samplers_lib
 from genjax import viz
 from genjax.data import Batcher, map_batches
 from genjax.experiment.base import Experiment, check_common, load_split, loss_update
+from genjax.experiment.base import image_shape as shape_of_images
 from genjax.experiment.config import base_config
 from genjax.metrics import bits_per_dim
 from genjax.models import diffusion as diff
@@ -242,15 +243,13 @@ def make_progressive_fn(
     return run
 
 
-def _check_config(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> None:
-    if len(image_shape) != 3 or min(image_shape) <= 0:
-        raise ValueError(f"data.image_shape: expected (height, width, channels) of positive ints, got {image_shape}")
+def _check_config(config: ml_collections.ConfigDict) -> None:
     if config.data.binarize != "none":
         raise ValueError(f"data.binarize: diffusion models use 8-bit data, expected 'none', got {config.data.binarize!r}")
     ev = config.eval
     if ev.sampler not in samplers_lib.SAMPLERS:
         raise ValueError(f"eval.sampler: expected one of {tuple(samplers_lib.SAMPLERS)}, got {ev.sampler!r}")
-    if not 1 <= ev.sampler_steps <= config.model.num_timesteps:
+    if isinstance(ev.sampler_steps, bool) or not isinstance(ev.sampler_steps, int) or not 1 <= ev.sampler_steps <= config.model.num_timesteps:
         raise ValueError(f"eval.sampler_steps: expected an int in [1, {config.model.num_timesteps}], got {ev.sampler_steps}")
     if ev.progressive_frames < 1 or ev.progressive_rows < 1:
         raise ValueError(f"eval.progressive_frames/progressive_rows: expected positive ints, got {ev.progressive_frames}, {ev.progressive_rows}")
@@ -267,9 +266,9 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     images. Samples use ``eval.sampler`` with ``eval.sampler_steps`` steps.
     ``Experiment.model`` is a ``DDPMModel``.
     """
-    image_shape = tuple(config.data.image_shape)
+    image_shape = shape_of_images(config)
     check_common(config)
-    _check_config(config, image_shape)
+    _check_config(config)
     diffusion = build_diffusion(config)
     unet = build_unet(config, image_shape[-1], diffusion)
     apply_fn = unet_apply(unet)

@@ -1,8 +1,8 @@
 """The GAN family (``model.family = "gan"``): Goodfellow et al. (arXiv 1406.2661), WGAN
 (arXiv 1701.07875) and WGAN-GP (arXiv 1704.00028) on images or toy 2D data.
 
-Unlike the single-loss families, this family brings its own pair of optimisers and a
-``MultiPlayerUpdate`` (``Experiment.optimizer`` and ``Experiment.update``): one step is ``model.n_critic`` critic
+Unlike the single-loss families, this family's update is a ``MultiPlayerUpdate`` that
+carries one optimiser per player (``Experiment.update.optimizer``): one step is ``model.n_critic`` critic
 updates and one generator update (``genjax.models.gan.make_gan_update``), compiled by
 the same engine for ``jit`` or ``pmap``. Images are scaled to [-1, 1] for training and
 returned in [0, 1] by ``sample``; toy data (``data.source = "toy"``) is drawn fresh for
@@ -26,7 +26,7 @@ import numpy as np
 from genjax import viz
 from genjax.data import Batcher, map_batches
 from genjax.data.toy2d import TOY_2D, sample_toy2d, toy2d_mode_std, toy2d_modes
-from genjax.experiment.base import Experiment, check_common, load_split, local_slice
+from genjax.experiment.base import Experiment, check_common, image_shape, load_split, local_slice
 from genjax.experiment.config import base_config
 from genjax.keys import TOY_DATA, stream
 from genjax.metrics.parzen import parzen_log_likelihood
@@ -180,10 +180,7 @@ def _check_config(config: ml_collections.ConfigDict) -> tuple[int, ...]:
             f"eval.valid_split: Parzen's sigma must be chosen on data apart from training ({config.data.train_split!r}) "
             f"and test ({ev.split!r}) data, got {ev.valid_split!r}"
         )
-    shape = tuple(config.data.image_shape)
-    if len(shape) != 3 or min(shape) <= 0:
-        raise ValueError(f"data.image_shape: expected (height, width, channels) of positive ints, got {shape}")
-    return shape
+    return image_shape(config)
 
 
 def critic_surface(critic_fn: Callable[[jax.Array], jax.Array], lim: float, num: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

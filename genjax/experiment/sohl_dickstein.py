@@ -51,8 +51,10 @@ def default_config() -> ml_collections.ConfigDict:
     roll's ``noise`` (toy2d units) and its ``quadrature_grid``. ``train``: Adam at 2e-3
     with 200 warm-up steps, cosine decay and clipping at 1, batch 256, 8,000 steps.
     ``eval``: ``num_examples`` for K, ``quick_examples`` for the periodic evaluation,
-    ``oracle_examples`` for the best-kernel bound (0: skipped), ``chunk`` timesteps per
-    pass of the bound, ``figure_samples`` points per panel of the figures.
+    ``oracle_examples`` for the best-kernel bound (0: skipped), ``chunk`` and
+    ``oracle_chunk`` examples per compiled call of the two bounds (speed and memory only:
+    every example has its own key whatever the chunk), ``figure_samples`` points per
+    panel of the figures.
     """
     c = base_config()
     c.model = ml_collections.ConfigDict()
@@ -84,7 +86,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.num_examples = 20_000
     c.eval.quick_examples = 500
     c.eval.oracle_examples = 1000
-    c.eval.chunk = 16
+    c.eval.chunk = 256
+    c.eval.oracle_chunk = 16
     c.eval.figure_samples = 2000
     c.eval.num_grid = 2000
     return c
@@ -111,7 +114,7 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     if config.data.source != "toy":
         raise ValueError(f"data.source: the sohl_dickstein family draws its toy data itself; expected 'toy', got {config.data.source!r}")
     ev = config.eval
-    for name in ("num_examples", "quick_examples", "chunk", "figure_samples"):
+    for name in ("num_examples", "quick_examples", "chunk", "oracle_chunk", "figure_samples"):
         if ev[name] < 2:
             raise ValueError(f"eval.{name}: expected an int >= 2, got {ev[name]}")
     if ev.oracle_examples < 0:
@@ -186,7 +189,9 @@ def _heartbeat(config: ml_collections.ConfigDict) -> _Parts:
             out["samples_valid_fraction"] = float(np.mean(np.any(np.all(samples[:, None, :] == support[None], axis=-1), axis=1)))
         if full and ev.oracle_examples:
             no = ev.oracle_examples
-            best = sd.evaluate_bound(model, params, x_eval[:no], jax.random.fold_in(key, 1), chunk=ev.chunk, reverse=model.oracle_reverse(jnp.asarray(support)))
+            best = sd.evaluate_bound(
+                model, params, x_eval[:no], jax.random.fold_in(key, 1), chunk=ev.oracle_chunk, reverse=model.oracle_reverse(jnp.asarray(support))
+            )
             out.update(_oracle(best["k"], bound["k"][:no]))
         return out
 
@@ -282,7 +287,7 @@ def _swiss_roll(config: ml_collections.ConfigDict) -> _Parts:
             centres = centres[:: max(1, int(0.5 * sigma / spacing))]
             no = ev.oracle_examples
             reverse = model.oracle_reverse(params, jnp.asarray(centres, jnp.float32), sigma**2)
-            best = sd.evaluate_bound(model, params, x_eval[:no], jax.random.fold_in(key, 1), chunk=ev.chunk, reverse=reverse)
+            best = sd.evaluate_bound(model, params, x_eval[:no], jax.random.fold_in(key, 1), chunk=ev.oracle_chunk, reverse=reverse)
             out.update(_oracle(best["k"], bound["k"][:no]), oracle_nodes=int(centres.shape[0]))
         return out
 

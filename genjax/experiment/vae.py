@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pathlib
 
 import jax
@@ -90,8 +91,10 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
             out.update({f"{split}_nll_is{config.eval.is_samples}": -ll, f"{split}_nll_stderr": ll_se, "is_samples": int(config.eval.is_samples)})
         return out
 
+    draw = jax.jit(functools.partial(vae_lib.sample, model), static_argnums=2)
+
     def sample(params: Params, key: jax.Array, num: int) -> np.ndarray:
-        return np.asarray(jax.jit(lambda p, k: vae_lib.sample(model, p, k, num))(params, key))
+        return np.asarray(draw(params, key, num))
 
     def figures(params: Params, key: jax.Array, workdir: pathlib.Path) -> list[pathlib.Path]:
         images = test_images()[:32]
