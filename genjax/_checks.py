@@ -32,10 +32,14 @@ def check_temperature(temperature: ArrayLike) -> None:
 
 
 def check_unit_interval(x: ArrayLike, name: str) -> None:
-    """Values in [0, 1] when known (a traced ``x`` cannot be checked), e.g. Bernoulli data."""
+    """Finite values in [0, 1] when known (a traced ``x`` cannot be checked), e.g. Bernoulli
+    data or image intensities."""
     value = concrete(x)
     if value is None or value.size == 0:
         return
+    bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+    if bad:
+        raise ValueError(f"{name}: expected finite values in [0, 1], got {bad} NaN or infinite of {value.size}")
     high, low = float(np.max(value)), float(np.min(value))
     if high > 1:
         raise ValueError(f"{name}: expected values in [0, 1] (binarised or grey levels), got max {high}")

@@ -1,19 +1,24 @@
 """The ``genjax`` command: train, eval, sample, info and fetch-data.
 
 This module only parses arguments and calls the experiment layer
-(``genjax.experiment``). ``train`` and ``info`` take ``--config PATH[:ARG]`` (an
-ml_collections config file); ``eval`` and ``sample`` read the config a run stored in its
-``--workdir`` unless ``--config`` names another. Every command but ``fetch-data`` takes
-any number of ``--config.a.b=value`` overrides. User errors (ValueError, TypeError,
-FileNotFoundError, ImportError or RuntimeError, each naming the argument) end the process
-with one line on stderr and a non-zero exit status (2 for a bad config or override, 1
-otherwise); set ``GENJAX_DEBUG=1`` to see the traceback.
+(``genjax.experiment``). ``info`` takes ``--config PATH[:ARG]`` (an ml_collections
+config file); ``train``, ``eval`` and ``sample`` read the config a run stored in its
+``--workdir`` unless ``--config`` names one (a new run needs it). Every command but
+``fetch-data`` takes any number of ``--config.a.b=value`` overrides.
+
+Every failure ends the process with one line on stderr and a non-zero exit status: 2 for
+a bad config or override, 1 for other user errors (ValueError, TypeError, ImportError,
+RuntimeError, each naming the argument) and for operating-system errors (``OSError``:
+the path and the reason, e.g. a full disk or a read-only folder), 3 for an unexpected
+error (a bug: its type and message, and how to see the traceback). Set
+``GENJAX_DEBUG=1`` to see the traceback of any of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -23,6 +28,7 @@ from typing import Any
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+EXIT_BUG = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +45,12 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--workdir", required=True, help="run folder: checkpoints/, metrics.jsonl, samples.png, eval.json")
         return p
 
-    add("train", "Train (or resume) a model, then write samples.png and eval.json.", config="required", workdir=True)
+    train = add("train", "Train (or resume) a model, then write samples.png and eval.json.", config="optional", workdir=True)
+    train.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="if every checkpoint in --workdir is damaged (they are kept in checkpoints_corrupt/), train again from step 0 instead of stopping",
+    )
     add("eval", "Evaluate the latest checkpoint in --workdir and write samples.png, figures and eval.json.", config="optional", workdir=True)
     sample = add("sample", "Draw samples from the latest checkpoint in --workdir.", config="optional", workdir=True)
     sample.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
@@ -93,10 +104,16 @@ def _run_command(args: argparse.Namespace, overrides: list[str]) -> Any:
     """Calls the experiment layer for ``args.command``; returns what to print as JSON."""
     from genjax import experiment
 
-    if args.command in ("train", "info"):
+    if args.command == "info":
+        return experiment.info(experiment.load_config(args.config, overrides))
+    if args.config:
         config = experiment.load_config(args.config, overrides)
-        return experiment.train(config, args.workdir) if args.command == "train" else experiment.info(config)
-    config = experiment.load_config(args.config, overrides) if args.config else experiment.run_config(args.workdir, overrides)
+    elif args.command == "train" and not os.path.exists(os.path.join(args.workdir, "config.json")):
+        raise ValueError(f"--config: required to start a run ('{args.workdir}' holds no config.json to resume with)")
+    else:
+        config = experiment.run_config(args.workdir, overrides)
+    if args.command == "train":
+        return experiment.train(config, args.workdir, from_scratch=args.from_scratch)
     if args.command == "eval":
         return experiment.evaluate(args.workdir, config)
     extra = sampler_overrides(config, sampler=args.sampler, steps=args.steps, eta=args.eta)
@@ -106,13 +123,15 @@ def _run_command(args: argparse.Namespace, overrides: list[str]) -> Any:
 
 
 def _quiet_libraries() -> None:
+    """genjax's own log lines only: the libraries' errors reach the user as genjax's one-line
+    message (orbax, for one, logs a traceback before raising what genjax then reports)."""
     logging.basicConfig(level=logging.INFO, format="genjax: %(message)s")
     for name in ("absl", "orbax", "jax", "tensorflow_datasets"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         from absl import logging as absl_logging
 
-        absl_logging.set_verbosity(absl_logging.ERROR)
+        absl_logging.set_verbosity(absl_logging.FATAL)
     except ImportError:
         pass
 
@@ -123,8 +142,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     rest, overrides = _split_overrides(argv)
     args = _parser().parse_args(rest)
     _quiet_libraries()
-    from genjax.experiment import ConfigError
-
     try:
         if args.command == "fetch-data":
             from genjax.data import fetch_mnist
@@ -133,15 +150,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         result = _run_command(args, overrides)
         print(json.dumps(result, indent=2 if args.command == "info" else None, sort_keys=True))
-    except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError) as err:
-        if os.environ.get("GENJAX_DEBUG"):
-            raise
-        print(f"genjax: error: {err}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(err, ConfigError) else EXIT_FAILURE
     except KeyboardInterrupt:
         print("genjax: interrupted; the last checkpoint is kept and 'genjax train' resumes from it", file=sys.stderr)
         return 130
+    except Exception as err:  # the one top-level handler: every failure is one line
+        if os.environ.get("GENJAX_DEBUG"):
+            raise
+        message, code = describe_error(err)
+        print(f"genjax: error: {message}", file=sys.stderr)
+        return code
     return 0
+
+
+def describe_error(err: Exception) -> tuple[str, int]:
+    """The one-line message and exit status for an error that ends a command."""
+    from genjax.experiment import ConfigError
+
+    if isinstance(err, OSError) and err.strerror:
+        where = f": '{err.filename}'" if err.filename is not None else ""
+        name = f" ({errno.errorcode[err.errno]})" if err.errno is not None and err.errno in errno.errorcode else ""
+        message, code = f"{err.strerror}{where}{name}", EXIT_FAILURE
+    elif isinstance(err, (ValueError, TypeError, ImportError, RuntimeError, OSError)):
+        message, code = str(err), EXIT_USAGE if isinstance(err, ConfigError) else EXIT_FAILURE
+    else:
+        message, code = f"unexpected {type(err).__name__}: {err} (a bug in genjax; rerun with GENJAX_DEBUG=1 for the traceback and report it)", EXIT_BUG
+    return " ".join(message.split()), code
 
 
 if __name__ == "__main__":

@@ -54,10 +54,15 @@ class RunKeys:
     train: jax.Array
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed: ``jax.random.key`` keeps 32 bits of a seed when 64-bit types are off
+(JAX's default), so 2**32 would silently give the same key as 0."""
+
+
 def check_seed(seed: int) -> None:
-    """Raises ValueError unless ``seed`` is a non-negative int."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    """Raises ValueError unless ``seed`` is an int in [0, ``MAX_SEED``]."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed: expected an int in [0, 2**32 - 1] (JAX keys keep 32 bits of it), got {seed!r}")
 
 
 def run_keys(seed: int) -> RunKeys:
@@ -85,6 +90,7 @@ __all__ = [
     "EVAL_BINARIZATION",
     "EVAL_DURING_TRAINING",
     "FINAL_EVAL",
+    "MAX_SEED",
     "NUMPY_SALTS",
     "SALTS",
     "SAMPLES",

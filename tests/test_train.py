@@ -1,7 +1,10 @@
 """The training engine: back ends agree, steps do not retrace, EMA, checkpoints, NaN stops."""
 
+import functools
 import json
+import resource
 import shutil
+import sys
 from typing import Any
 
 import jax
@@ -26,7 +29,7 @@ from genjax.train import (
     read_metrics,
     train,
 )
-from genjax.train.checkpoint import CheckpointError
+from genjax.train.checkpoint import MANIFEST, CheckpointError, folder_manifest, state_digest
 
 MODEL = V.VAE(latent_dim=3, data_shape=(4, 4, 1), hidden=(16,))
 OPT = make_optimizer("adam", learning_rate=1e-2)
@@ -127,9 +130,15 @@ def test_batch_must_divide_device_count():
         build_train_step(LossUpdate(V.make_loss(MODEL), OPT), parallel="tpu")
 
 
-def _loop(tmp_path, num_steps, loss=None, checkpoint_every=5):
+@functools.cache
+def _vae_step():
+    """The one compiled step of the checkpoint tests (compiling it once saves seconds per test)."""
+    return build_train_step(LossUpdate(V.make_loss(MODEL), OPT), devices=jax.devices()[:1])
+
+
+def _loop(tmp_path, num_steps, loss=None, checkpoint_every=5, **kwargs):
     data = _data(40)
-    step = build_train_step(LossUpdate(loss or V.make_loss(MODEL), OPT), devices=jax.devices()[:1])
+    step = build_train_step(LossUpdate(loss, OPT), devices=jax.devices()[:1]) if loss else _vae_step()
     return train(
         train_step=step,
         state=create_train_state(_params(), OPT),
@@ -141,6 +150,7 @@ def _loop(tmp_path, num_steps, loss=None, checkpoint_every=5):
         checkpointer=Checkpointer(tmp_path / "ckpt", max_to_keep=2),
         metrics=MetricsWriter(tmp_path / "metrics.jsonl"),
         progress=False,
+        **kwargs,
     )
 
 
@@ -158,19 +168,124 @@ def test_loop_resumes_exactly_and_keeps_the_last_checkpoints(tmp_path):
     assert steps == list(range(2, 21, 2)), "each step is logged once, also across a resume"
 
 
-def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+def _flip(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def _edit_record(folder, edit, *, fix_manifest):
+    """Edits a checkpoint's record; with ``fix_manifest`` the manifest is rewritten to
+    match, so that only the record's own checks can catch the edit."""
+    meta = folder / "meta" / "metadata"
+    record = json.loads(meta.read_text())
+    edit(record)
+    meta.write_text(json.dumps(record))
+    if fix_manifest:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest["files"] = folder_manifest(folder)
+        (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _largest_array_file(folder):
+    return max((p for p in (folder / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+DAMAGE = {
+    "record truncated": lambda f: (f / "meta" / "metadata").write_bytes((f / "meta" / "metadata").read_bytes()[:20]),
+    "record byte flipped": lambda f: _flip(f / "meta" / "metadata"),
+    "record garbage": lambda f: (f / "meta" / "metadata").write_bytes(bytes(range(256))),
+    "record deleted": lambda f: (f / "meta" / "metadata").unlink(),
+    "meta folder deleted": lambda f: shutil.rmtree(f / "meta"),
+    "digest deleted": lambda f: _edit_record(f, lambda r: r.pop("digest"), fix_manifest=False),
+    "digest deleted, manifest rewritten": lambda f: _edit_record(f, lambda r: r.pop("digest"), fix_manifest=True),
+    "record names another step": lambda f: _edit_record(f, lambda r: r.update(step=3), fix_manifest=True),
+    "manifest deleted": lambda f: (f / MANIFEST).unlink(),
+    "manifest garbage": lambda f: (f / MANIFEST).write_text("{not json"),
+    "array file truncated": lambda f: _largest_array_file(f).write_bytes(_largest_array_file(f).read_bytes()[:10]),
+    "array file byte flipped": lambda f: _flip(_largest_array_file(f)),
+    "orbax step metadata deleted": lambda f: (f / "_CHECKPOINT_METADATA").unlink(),
+    "orbax step metadata garbage": lambda f: (f / "_CHECKPOINT_METADATA").write_text("{garbage"),
+    "state metadata garbage": lambda f: (f / "state" / "_METADATA").write_text("garbage"),
+    "state folder deleted": lambda f: shutil.rmtree(f / "state"),
+    "unexpected file added": lambda f: (f / "state" / "stray.bin").write_bytes(b"x"),
+    "step folder emptied": lambda f: [shutil.rmtree(p) if p.is_dir() else p.unlink() for p in list(f.iterdir())],
+    "stray empty newer step folder": lambda f: (f.parent / "12").mkdir(),
+}
+
+
+@pytest.fixture(scope="module")
+def straight_15(tmp_path_factory):
+    """The state of an uninterrupted 15-step run, the reference of every damaged one."""
+    return _loop(tmp_path_factory.mktemp("straight"), 15).state
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGE))
+def test_every_kind_of_damage_to_the_latest_checkpoint_is_set_aside_and_the_run_resumes_exactly(kind, tmp_path, caplog, straight_15):
     _loop(tmp_path, 10)
-    ckpt = Checkpointer(tmp_path / "ckpt")
-    assert ckpt.all_steps() == [5, 10]
-    for f in (tmp_path / "ckpt" / "10").rglob("*"):
-        if f.is_file() and "state" in str(f.relative_to(tmp_path)):
-            f.write_bytes(b"\x00garbage")
-    state, meta = ckpt.restore_latest(create_train_state(_params(), OPT))
-    assert int(state.step) == 5 and meta["step"] == 5
-    assert "step 10" in caplog.text
-    assert (tmp_path / "ckpt_corrupt" / "10").is_dir(), "the unreadable checkpoint is kept aside, not deleted"
+    DAMAGE[kind](tmp_path / "ckpt" / "10")
     resumed = _loop(tmp_path, 15)
-    assert resumed.start_step == 5 and Checkpointer(tmp_path / "ckpt").all_steps() == [10, 15]
+    # The stray folder is the damaged one there; checkpoint 10 itself is intact.
+    expected_start, damaged = (10, 12) if kind.startswith("stray") else (5, 10)
+    assert resumed.start_step == expected_start
+    for a, b in zip(jax.tree.leaves(straight_15), jax.tree.leaves(resumed.state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("genjax")]
+    assert len(warnings) == 1 and f"checkpoint {damaged} in" in warnings[0] and "is damaged" in warnings[0] and "\n" not in warnings[0], warnings
+    assert (tmp_path / "ckpt_corrupt" / str(damaged)).is_dir(), "a damaged checkpoint is kept aside, not deleted"
+    steps = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")]
+    assert steps == list(range(2, 15, 2)) + [15], "each step is logged once across the resume"
+
+
+def test_when_every_checkpoint_is_damaged_training_refuses_to_restart_unless_asked(tmp_path, straight_15):
+    _loop(tmp_path, 10)
+    for step in (5, 10):
+        (tmp_path / "ckpt" / str(step) / "meta" / "metadata").unlink()
+    for _ in range(2):  # the first call sets both aside, the second finds none left: both refuse
+        with pytest.raises(CheckpointError, match=r"every checkpoint in .* is damaged; .*\(10, 5\).*--from-scratch"):
+            _loop(tmp_path, 15)
+    assert sorted((tmp_path / "ckpt_corrupt").iterdir()) == [tmp_path / "ckpt_corrupt" / "10", tmp_path / "ckpt_corrupt" / "5"]
+    restarted = _loop(tmp_path, 15, from_scratch=True)
+    assert restarted.start_step == 0
+    for a, b in zip(jax.tree.leaves(straight_15), jax.tree.leaves(restarted.state), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_checkpoint_written_before_manifests_is_read_by_its_digest_alone(tmp_path):
+    good = create_train_state(_params(), OPT)
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    ckpt.save(good.replace(step=good.step + 1))
+    ckpt.save(good.replace(step=good.step + 2))
+    for step in (1, 2):
+        folder = tmp_path / "ckpt" / str(step)
+        (folder / MANIFEST).unlink()
+        _edit_record(folder, lambda r: r.pop("format"), fix_manifest=False)
+    _edit_record(tmp_path / "ckpt" / "2", lambda r: r.pop("digest"), fix_manifest=False)
+    state, record = Checkpointer(tmp_path / "ckpt").restore_latest(good)
+    assert int(state.step) == 1 and "format" not in record
+    assert Checkpointer(tmp_path / "ckpt").quarantined() == ["2"], "without a manifest the digest is required"
+
+
+def test_a_failed_save_names_the_error_and_leaves_the_earlier_checkpoints_intact(tmp_path):
+    rng = np.random.default_rng(0)
+    good = create_train_state({"w": rng.random((300, 300)).astype(np.float32)}, OPT)
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    ckpt.save(good)
+    unraisable = []
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # A file-size limit makes every write past 64 KB fail with EFBIG, as a full disk would.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    try:
+        with pytest.raises(CheckpointError, match=r"saving checkpoint 1 in .* failed \(.*File too large.*\); the earlier checkpoints \[0\] are intact"):
+            ckpt.save(good.replace(step=good.step + 1))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        sys.unraisablehook = previous_hook
+    assert not unraisable, "orbax's leftover callbacks must not print tracebacks"
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["0"], "the partial write is removed"
+    state, _ = Checkpointer(tmp_path / "ckpt").restore_latest(good)
+    assert state_digest(state) == state_digest(good)
 
 
 def test_checkpoint_whose_bytes_disagree_with_its_digest_is_rejected(tmp_path, caplog):
@@ -179,13 +294,21 @@ def test_checkpoint_whose_bytes_disagree_with_its_digest_is_rejected(tmp_path, c
     ckpt.save(good)
     tampered = good.replace(step=good.step + 1, params=jax.tree.map(lambda x: x + 1.0, good.params))
     ckpt.save(tampered)
-    meta_file = tmp_path / "ckpt" / "1" / "meta" / "metadata"
-    record = json.loads(meta_file.read_text())
-    record["digest"] = "0" * 64
-    meta_file.write_text(json.dumps(record))
+    _edit_record(tmp_path / "ckpt" / "1", lambda r: r.update(digest="0" * 64), fix_manifest=True)
     state, _ = ckpt.restore_latest(good)
     assert int(state.step) == 0
     assert "digest does not match" in caplog.text
+
+
+def test_a_record_check_that_fails_stops_the_restore_and_moves_nothing(tmp_path):
+    _loop(tmp_path, 10)
+
+    def refuse(record):
+        raise ValueError(f"config of step {record['step']} differs")
+
+    with pytest.raises(ValueError, match="config of step 10 differs"):
+        Checkpointer(tmp_path / "ckpt").restore_latest(create_train_state(_params(), OPT), check_record=refuse)
+    assert Checkpointer(tmp_path / "ckpt").all_steps() == [5, 10] and not (tmp_path / "ckpt_corrupt").exists()
 
 
 def test_checkpoint_from_before_model_state_is_refused_and_stays_in_place(tmp_path):

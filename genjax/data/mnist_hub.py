@@ -300,7 +300,9 @@ def load_mnist_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     Raises:
         FileNotFoundError: If the file or its sidecar is missing; the message says to
             run ``genjax fetch-data``.
-        ValueError: If the digest of the file differs from the sidecar's.
+        ValueError: If the digest of the file differs from the sidecar's, or the file
+            (with a matching digest) cannot be read or lacks an array of the expected
+            dtype and shape.
     """
     path = pathlib.Path(path)
     if not path.is_file():
@@ -310,5 +312,19 @@ def load_mnist_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"checksum file {sidecar} for {path} not found: delete {path} and run `genjax fetch-data` to recreate both")
     expected = sidecar.read_text().strip()
     check_sha256(str(path), expected, sha256_file(path))
-    with np.load(path, allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
+    remedy = f"delete it and {sidecar.name}, then run `genjax fetch-data` to recreate both"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as err:
+        raise ValueError(f"MNIST file {path} is damaged ({type(err).__name__}: {err}); {remedy}") from None
+    for split in MNIST_SPLITS:
+        x, y = arrays.get(f"{split}_x"), arrays.get(f"{split}_y")
+        if x is None or y is None:
+            raise ValueError(f"MNIST file {path} lacks the arrays {split}_x and {split}_y (it has {sorted(arrays)}); {remedy}")
+        if x.dtype != np.float32 or x.ndim != 4 or x.shape[1:] != MNIST_IMAGE_SHAPE or y.dtype != np.int32 or y.shape != x.shape[:1]:
+            raise ValueError(
+                f"MNIST file {path}: expected {split}_x float32 [N, 28, 28, 1] and {split}_y int32 [N], "
+                f"got {x.dtype} {list(x.shape)} and {y.dtype} {list(y.shape)}; {remedy}"
+            )
+    return arrays

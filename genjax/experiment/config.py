@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import math
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -48,6 +49,10 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
         config = module.get_config(arg) if arg else module.get_config()
     except ValueError as err:
         raise ConfigError(f"--config: '{spec}': {err}") from None
+    except Exception as err:  # a config file's own bug: name it, with the file
+        raise ConfigError(f"--config: '{spec}': get_config() raised {type(err).__name__}: {err}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"--config: '{spec}': get_config() returned a {type(config).__name__}, expected an ml_collections.ConfigDict")
     for field in REQUIRED_FIELDS:
         if _lookup(config, field) is _MISSING:
             raise ConfigError(f"--config: '{path_str}' lacks the required field '{field}'")
@@ -86,9 +91,12 @@ def _convert(dotted: str, current: object, raw: str) -> object:
             raise fail("an int") from None
     if isinstance(current, float):
         try:
-            return float(raw)
+            number = float(raw)
         except ValueError:
             raise fail("a float") from None
+        if not math.isfinite(number):
+            raise fail("a finite float")
+        return number
     if isinstance(current, str):
         return raw
     if isinstance(current, (tuple, list)):
@@ -137,6 +145,20 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
         except TypeError as err:
             raise ConfigError(f"--config.{dotted}: {err}") from None
     return config
+
+
+def check_finite(config: ml_collections.ConfigDict, prefix: str = "") -> None:
+    """Raises ``ConfigError`` naming the first float field (or tuple item) that is NaN or
+    infinite: no genjax hyperparameter takes one, and a NaN learning rate would otherwise
+    surface only as a diverged first step."""
+    for name, value in config.items():
+        dotted = f"{prefix}{name}"
+        if isinstance(value, ml_collections.ConfigDict):
+            check_finite(value, dotted + ".")
+            continue
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            raise ConfigError(f"{dotted}: expected finite values, got {value!r}")
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -3,18 +3,24 @@
 These are the library functions behind the ``genjax`` command; scripts call them
 directly. A run lives in a workdir holding ``config.json`` (the resolved config),
 ``checkpoints/``, ``metrics.jsonl``, ``samples.png``, the family's figures and
-``eval.json``.
+``eval.json``. Each checkpoint carries the config it was trained with, and every load
+(``train`` resuming, ``evaluate``, ``sample``, ``load_run``) compares it with the config
+in hand, so a changed model is refused instead of restoring weights into the wrong
+network. Each of these holds the workdir's lock (``genjax.experiment.workdir``) while
+it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import pathlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -23,8 +29,9 @@ import numpy as np
 
 from genjax import keys, viz
 from genjax.experiment.base import Experiment
-from genjax.experiment.config import apply_overrides, load_config_file
+from genjax.experiment.config import ConfigError, apply_overrides, check_finite, load_config_file
 from genjax.experiment.families import build
+from genjax.experiment.workdir import WorkdirLock, prepare_workdir
 from genjax.train import Checkpointer, MetricsWriter, TrainState, build_train_step, num_params
 from genjax.train import train as train_loop
 
@@ -43,6 +50,10 @@ RESUMABLE_FIELDS = (
 )
 """Fields that may change when a run is resumed: they do not alter the updates (the
 parallel back end and device count change them only by float32 round-off)."""
+
+LOADABLE_FIELDS = (*RESUMABLE_FIELDS, "train.")
+"""Fields that may differ from the checkpoint's when a run is evaluated or sampled: the
+resumable ones and the rest of ``train`` (which shapes the updates, not the network)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,10 +102,27 @@ def eval_params(state: TrainState) -> Any:
     return state.ema_params if state.ema_params is not None else state.params
 
 
-def _check_train_config(config: ml_collections.ConfigDict) -> None:
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """The checks every entry point makes before building anything: finite floats and a
+    positive batch size (each family checks its own fields when it builds).
+
+    Raises:
+      ConfigError: naming the field.
+    """
+    check_finite(config)
     t = config.train
     if isinstance(t.batch_size, bool) or t.batch_size <= 0:
-        raise ValueError(f"train.batch_size: expected a positive int, got {t.batch_size}")
+        raise ConfigError(f"train.batch_size: expected a positive int, got {t.batch_size}")
+
+
+@contextlib.contextmanager
+def _locked(workdir: pathlib.Path, command: str) -> Iterator[None]:
+    """Holds the workdir's lock in process 0, the one process that writes it."""
+    if jax.process_index() != 0:
+        yield
+        return
+    with WorkdirLock(workdir, command):
+        yield
 
 
 def write_json(path: pathlib.Path, obj: Any) -> None:
@@ -120,20 +148,32 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def check_resume_config(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuses to resume a run whose config changed in a field that alters the updates.
+def check_resume_config(saved: dict[str, Any], current: dict[str, Any], *, loading: bool = False) -> None:
+    """Refuses a config that differs from a checkpoint's in a field that matters.
+
+    Args:
+      saved: the config recorded with the checkpoint.
+      current: the config in hand (``resolved(config)``).
+      loading: compare for evaluating or sampling (``LOADABLE_FIELDS`` may differ)
+        instead of for resuming training (``RESUMABLE_FIELDS`` may differ).
 
     Raises:
       ValueError: naming each changed field with its saved and current values.
     """
+    allowed = LOADABLE_FIELDS if loading else RESUMABLE_FIELDS
     old, new = _flatten(saved), _flatten(current)
-    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_FIELDS)]
+    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not k.startswith(allowed)]
     if changed:
-        raise ValueError(
-            "--workdir: its checkpoints were trained with a different config ("
-            + "; ".join(changed)
-            + "); use a new --workdir, or restore those values to resume"
-        )
+        remedy = "use the run's own config (drop --config and those overrides)" if loading else "use a new --workdir, or restore those values to resume"
+        raise ValueError("--workdir: its checkpoints were trained with a different config (" + "; ".join(changed) + f"); {remedy}")
+
+
+def _check_record(current: dict[str, Any], loading: bool, record: dict[str, Any]) -> None:
+    """``check_record`` for ``Checkpointer.restore_latest``: the record's config against ``current``."""
+    saved = record.get("config")
+    if not isinstance(saved, dict):
+        raise ValueError(f"--workdir: checkpoint {record.get('step')} records no config; it was not written by 'genjax train' and cannot be checked")
+    check_resume_config(saved, current, loading=loading)
 
 
 def final_outputs(experiment: Experiment, state: TrainState, workdir: pathlib.Path) -> dict[str, Any]:
@@ -153,57 +193,63 @@ def final_outputs(experiment: Experiment, state: TrainState, workdir: pathlib.Pa
     return result
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, from_scratch: bool = False) -> dict[str, Any]:
     """Trains from scratch, or resumes from the latest checkpoint in ``workdir``, then evaluates.
 
     A resumed run performs exactly the updates an uninterrupted one would; its config may
-    differ only in ``RESUMABLE_FIELDS``.
+    differ only in ``RESUMABLE_FIELDS``. Damaged checkpoints are set aside and the newest
+    intact one is used.
 
     Args:
       config: a resolved config (see ``load_config``).
       workdir: the run's folder; created if missing.
+      from_scratch: when every checkpoint in ``workdir`` is damaged, train again from
+        step 0 instead of refusing.
 
     Returns:
       The final metrics (also written to ``eval.json``), with ``train_wall_time_s``.
+
+    Raises:
+      WorkdirBusyError: another process holds the workdir's lock.
+      CheckpointError: every checkpoint is damaged (and not ``from_scratch``).
     """
-    workdir = pathlib.Path(workdir)
-    _check_train_config(config)
-    experiment = build(config)
-    run_keys = keys.run_keys(config.seed)
-    state = experiment.init_state(run_keys.init)
-    t = config.train
-    step = build_train_step(experiment.update, parallel=config.parallel, devices=devices(config))
-    workdir.mkdir(parents=True, exist_ok=True)
-    record = resolved(config)
-    checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints)
-    if checkpointer.all_steps():
-        check_resume_config(checkpointer.read_metadata(checkpointer.all_steps()[-1]).get("config", {}), record)
-    write_json(workdir / "config.json", record)
-    eval_key = keys.stream(config.seed, keys.EVAL_DURING_TRAINING)
-    result = train_loop(
-        train_step=step,
-        state=state,
-        batches=experiment.batches,
-        key=run_keys.train,
-        num_steps=t.num_steps,
-        log_every=t.log_every,
-        checkpoint_every=t.checkpoint_every,
-        checkpointer=checkpointer,
-        metrics=MetricsWriter(workdir / "metrics.jsonl"),
-        metadata={"config": record},
-        evaluate=lambda s: experiment.evaluate(eval_params(s), eval_key, False),
-        eval_every=t.eval_every,
-    )
-    log.info(
-        "trained steps %d..%d in %.1fs; last loss %.4f",
-        result.start_step,
-        int(result.state.step),
-        result.wall_time_s,
-        result.last_metrics.get("loss", float("nan")),
-    )
-    metrics = final_outputs(experiment, result.state, workdir)
-    metrics["train_wall_time_s"] = result.wall_time_s
-    write_json(workdir / "eval.json", metrics)
+    check_config(config)
+    workdir = prepare_workdir(workdir, create=True)
+    with _locked(workdir, "train"):
+        experiment = build(config)
+        run_keys = keys.run_keys(config.seed)
+        state = experiment.init_state(run_keys.init)
+        t = config.train
+        step = build_train_step(experiment.update, parallel=config.parallel, devices=devices(config))
+        record = resolved(config)
+        eval_key = keys.stream(config.seed, keys.EVAL_DURING_TRAINING)
+        result = train_loop(
+            train_step=step,
+            state=state,
+            batches=experiment.batches,
+            key=run_keys.train,
+            num_steps=t.num_steps,
+            log_every=t.log_every,
+            checkpoint_every=t.checkpoint_every,
+            checkpointer=Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints),
+            metrics=MetricsWriter(workdir / "metrics.jsonl"),
+            metadata={"config": record},
+            evaluate=lambda s: experiment.evaluate(eval_params(s), eval_key, False),
+            eval_every=t.eval_every,
+            check_record=functools.partial(_check_record, record, False),
+            from_scratch=from_scratch,
+            on_start=lambda _: write_json(workdir / "config.json", record),
+        )
+        log.info(
+            "trained steps %d..%d in %.1fs; last loss %.4f",
+            result.start_step,
+            int(result.state.step),
+            result.wall_time_s,
+            result.last_metrics.get("loss", float("nan")),
+        )
+        metrics = final_outputs(experiment, result.state, workdir)
+        metrics["train_wall_time_s"] = result.wall_time_s
+        write_json(workdir / "eval.json", metrics)
     return metrics
 
 
@@ -219,7 +265,7 @@ def run_config(workdir: str | pathlib.Path, overrides: Sequence[str] = ()) -> ml
         raise FileNotFoundError(f"--workdir: no config.json in '{workdir}'; is it a 'genjax train' workdir?")
     try:
         record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"--workdir: '{path}' is not valid JSON ({err}); pass the run's config with --config") from None
     if not isinstance(record, dict) or "model" not in record:
         raise ValueError(f"--workdir: '{path}' is not a genjax run config (no 'model' section); pass the run's config with --config")
@@ -228,27 +274,39 @@ def run_config(workdir: str | pathlib.Path, overrides: Sequence[str] = ()) -> ml
     return apply_overrides(config, overrides)
 
 
+def _load(workdir: pathlib.Path, config: ml_collections.ConfigDict | None) -> Run:
+    """``load_run`` without taking the lock (the caller holds it)."""
+    if config is None:
+        config = run_config(workdir)
+    check_config(config)
+    experiment = build(config)
+    template = experiment.init_state(keys.run_keys(config.seed).init)
+    ckpt_dir = workdir / "checkpoints"
+    check = functools.partial(_check_record, resolved(config), True)
+    restored = Checkpointer(ckpt_dir).restore_latest(template, check_record=check) if ckpt_dir.is_dir() else None
+    if restored is None:
+        raise FileNotFoundError(f"--workdir: no checkpoint under '{ckpt_dir}'; run 'genjax train' with this workdir first")
+    return Run(config=config, experiment=experiment, state=restored[0], workdir=workdir)
+
+
 def load_run(workdir: str | pathlib.Path, config: ml_collections.ConfigDict | None = None) -> Run:
-    """Loads a finished or interrupted run: its config, experiment and latest state.
+    """Loads a finished or interrupted run: its config, experiment and latest intact state.
 
     Args:
       workdir: a ``genjax train`` workdir.
       config: the config to build the experiment from; default the run's own
-        ``config.json`` (pass one to change evaluation or sampling fields).
+        ``config.json``. It may differ from the checkpoint's only in
+        ``LOADABLE_FIELDS`` (evaluation and sampling settings).
 
     Raises:
       FileNotFoundError: no ``config.json`` or no checkpoint in ``workdir``.
+      ValueError: ``config`` differs from the checkpoint's in another field.
+      CheckpointError: every checkpoint is damaged.
+      WorkdirBusyError: another process holds the workdir's lock.
     """
-    workdir = pathlib.Path(workdir)
-    if config is None:
-        config = run_config(workdir)
-    experiment = build(config)
-    template = experiment.init_state(keys.run_keys(config.seed).init)
-    ckpt_dir = workdir / "checkpoints"
-    restored = Checkpointer(ckpt_dir).restore_latest(template) if ckpt_dir.exists() else None
-    if restored is None:
-        raise FileNotFoundError(f"--workdir: no checkpoint under '{ckpt_dir}'; run 'genjax train' with this workdir first")
-    return Run(config=config, experiment=experiment, state=restored[0], workdir=workdir)
+    workdir = prepare_workdir(workdir, create=False)
+    with _locked(workdir, "load_run"):
+        return _load(workdir, config)
 
 
 def evaluate(workdir: str | pathlib.Path, config: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
@@ -261,8 +319,10 @@ def evaluate(workdir: str | pathlib.Path, config: ml_collections.ConfigDict | No
     Returns:
       The metrics written to ``eval.json``.
     """
-    run = load_run(workdir, config)
-    return final_outputs(run.experiment, run.state, run.workdir)
+    workdir = prepare_workdir(workdir, create=False)
+    with _locked(workdir, "eval"):
+        run = _load(workdir, config)
+        return final_outputs(run.experiment, run.state, run.workdir)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,31 +358,36 @@ def sample(
     Args:
       workdir: a ``genjax train`` workdir.
       num: number of samples (positive).
-      out: the ``.npz`` to write (its grid goes beside it as ``.png``); default
-        ``workdir/samples/step<step>_n<num>.npz``.
+      out: the ``.npz`` to write (its grid goes beside it as ``.png``), or an existing
+        folder to write ``step<step>_n<num>.npz`` into; default ``workdir/samples``.
       config: default the run's own config; override ``eval.sampler`` and friends to
         choose a diffusion sampler.
 
     Raises:
-      ValueError: ``num`` is not a positive int, or ``out`` does not end in ``.npz``.
+      ValueError: ``num`` is not a positive int, or ``out`` is neither a folder nor
+        ends in ``.npz``.
     """
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num <= 0:
         raise ValueError(f"--num: expected a positive int, got {num!r}")
-    if out is not None and pathlib.Path(out).suffix != ".npz":
-        raise ValueError(f"--out: expected a path ending in .npz, got '{out}'")
-    run = load_run(workdir, config)
-    step = int(run.state.step)
-    images = run.experiment.sample(run.params, keys.stream(run.config.seed, keys.SAMPLES), num)
-    npz = pathlib.Path(out) if out is not None else run.workdir / "samples" / f"step{step}_n{num}.npz"
-    npz.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(npz, images=images)
-    png = npz.with_suffix(".png")
-    viz.save_samples(png, images)
+    if out is not None and not pathlib.Path(out).is_dir() and pathlib.Path(out).suffix != ".npz":
+        raise ValueError(f"--out: expected an existing folder or a path ending in .npz, got '{out}'")
+    workdir = prepare_workdir(workdir, create=False)
+    with _locked(workdir, "sample"):
+        run = _load(workdir, config)
+        step = int(run.state.step)
+        images = run.experiment.sample(run.params, keys.stream(run.config.seed, keys.SAMPLES), num)
+        name = f"step{step}_n{num}.npz"
+        npz = run.workdir / "samples" / name if out is None else pathlib.Path(out) / name if pathlib.Path(out).is_dir() else pathlib.Path(out)
+        npz.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(npz, images=images)
+        png = npz.with_suffix(".png")
+        viz.save_samples(png, images)
     return SampleResult(num=num, npz=npz, png=png, step=step)
 
 
 def info(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The parameter count of a config's model (without initialising it) and the config."""
+    check_config(config)
     experiment = build(config)
     shapes = jax.eval_shape(experiment.init, keys.run_keys(config.seed).init)
     return {"num_params": num_params(shapes), "config": resolved(config)}

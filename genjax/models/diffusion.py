@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from genjax._checks import check_unit_interval
 from genjax.distributions import (
     discretized_gaussian_log_likelihood,
     eps_from_v,
@@ -161,8 +162,7 @@ def to_model_scale(images: np.ndarray) -> np.ndarray:
     the integer level k first (DDPM sec. 3.3: data are integers 0..255 scaled to [-1, 1]).
     """
     x = np.asarray(images, np.float64)
-    if x.size and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"images: expected values in [0, 1], got [{x.min()}, {x.max()}]")
+    check_unit_interval(x, "images")
     on_256 = x.size and x.max() < 1 and np.allclose(x * 256, np.round(x * 256), atol=1e-4)
     levels = np.round(x * 256) if on_256 else np.round(x * 255)
     return (levels / 127.5 - 1.0).astype(np.float32)

@@ -2,20 +2,33 @@
 
 Each checkpoint holds the ``TrainState`` and a JSON record: the run's config, library
 versions and a SHA-256 digest of the state's bytes. Orbax writes each step to a
-temporary folder and renames it when complete, so a run killed mid-save leaves only
-finished checkpoints behind. On restore the digest is checked; a checkpoint that fails
-to load or to verify is reported and the previous one is tried. A checkpoint whose
-layout does not match the code (other fields) is an error and is left where it is;
-so is one written before ``TrainState.model_state`` existed (genjax before issue 15),
-which this version no longer reads.
+temporary folder and renames it when complete; genjax then writes a manifest
+(``genjax_manifest.json``) with the size and SHA-256 of every file in the folder. A
+checkpoint counts as written only once its manifest is, so a run killed at any moment
+leaves only complete checkpoints, or one without a manifest that is set aside.
+
+Every reader goes through one path, ``Checkpointer.restore_latest``: newest first, it
+checks every file against the manifest, reads the record (which must carry the digest
+and its own step), lets the caller check the record (the run's config), checks the saved
+layout against the expected state, restores the state and compares its digest. A
+checkpoint that fails a check of its bytes is moved to the quarantine folder beside the
+checkpoints (nothing is deleted) and the previous one is tried. A checkpoint of another
+layout or config is an error and stays where it is; so is one written before
+``TrainState.model_state`` existed. When every checkpoint is damaged, restoring refuses
+to start again from step 0 unless asked (``from_scratch=True``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
+import os
 import pathlib
 import shutil
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -26,9 +39,20 @@ from genjax.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
+MANIFEST = "genjax_manifest.json"
+"""The file in each step folder listing the size and SHA-256 of every other file."""
+
+FORMAT = 2
+"""The checkpoint format this version writes: 2 has a manifest; 1 (before it) has the
+state digest only and is still read, verified by that digest."""
+
 
 class CheckpointError(RuntimeError):
-    """No checkpoint in a directory could be restored and verified."""
+    """Checkpoints exist but cannot be used: all damaged, another layout, or not saved."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """One checkpoint failed a check of its bytes (manifest, record or state digest)."""
 
 
 def state_digest(state: Any) -> str:
@@ -39,6 +63,24 @@ def state_digest(state: Any) -> str:
         digest.update(f"{arr.dtype}{arr.shape}".encode())
         digest.update(np.ascontiguousarray(arr).tobytes())
     return digest.hexdigest()
+
+
+def file_sha256(path: pathlib.Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_manifest(folder: pathlib.Path) -> dict[str, dict[str, Any]]:
+    """``relative path -> {"size", "sha256"}`` of every file under ``folder`` but the manifest."""
+    return {
+        path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "sha256": file_sha256(path)}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
 
 
 def library_versions() -> dict[str, str]:
@@ -57,6 +99,15 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def _write_atomic(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 class Checkpointer:
     """Saves and restores ``TrainState`` checkpoints under ``directory``.
 
@@ -66,10 +117,10 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | pathlib.Path, *, max_to_keep: int = 3) -> None:
-        if max_to_keep <= 0:
-            raise ValueError(f"max_to_keep: expected a positive int, got {max_to_keep}")
+        if isinstance(max_to_keep, bool) or not isinstance(max_to_keep, int) or max_to_keep <= 0:
+            raise ValueError(f"max_to_keep: expected a positive int, got {max_to_keep!r}")
         self.directory = pathlib.Path(directory).absolute()
-        self._options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
+        self._options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True, cleanup_tmp_directories=True)
         self._manager = self._new_manager()
 
     def _new_manager(self) -> ocp.CheckpointManager:
@@ -79,14 +130,16 @@ class Checkpointer:
 
     @property
     def quarantine(self) -> pathlib.Path:
-        """Where unreadable checkpoints are moved: ``<directory>_corrupt`` beside it."""
+        """Where damaged checkpoints are moved: ``<directory>_corrupt`` beside it."""
         return self.directory.with_name(self.directory.name + "_corrupt")
 
-    def _set_aside(self, step: int) -> pathlib.Path:
-        """Moves an unreadable checkpoint out of the way, so the step can be saved again.
+    def quarantined(self) -> list[str]:
+        """Names of the checkpoint folders set aside in ``quarantine``, sorted."""
+        return sorted(p.name for p in self.quarantine.iterdir()) if self.quarantine.is_dir() else []
 
-        Nothing is deleted: the folder goes to ``quarantine`` for inspection.
-        """
+    def _set_aside(self, step: int, reason: Exception) -> None:
+        """Moves a damaged checkpoint to ``quarantine`` (so the step can be saved again)
+        and says so in one log line. Nothing is deleted."""
         self.quarantine.mkdir(parents=True, exist_ok=True)
         target = self.quarantine / str(step)
         suffix = 1
@@ -95,34 +148,110 @@ class Checkpointer:
         shutil.move(str(self.directory / str(step)), target)
         self._manager.close()
         self._manager = self._new_manager()
-        return target
+        log.warning("checkpoint %d in %s is damaged (%s); moved it to %s", step, self.directory, reason, target)
 
     def all_steps(self) -> list[int]:
-        """Steps of the finished checkpoints, oldest first."""
+        """Steps of the checkpoint folders present, oldest first (verified only on reading)."""
         return sorted(self._manager.all_steps())
 
     def save(self, state: TrainState, metadata: dict[str, Any] | None = None) -> int:
-        """Saves a host-side state under its own step; returns that step.
+        """Saves a host-side state under its own step, then its manifest; returns the step.
 
         Args:
           state: a single (unreplicated) state, e.g. from ``TrainStep.fetch_state``.
           metadata: JSON-serialisable record saved beside it (config, notes).
+
+        Raises:
+          CheckpointError: the write failed (a full disk, a file-size limit, a read-only
+            folder); the message names the error, and the earlier checkpoints are intact.
         """
         step = int(state.step)
-        record = {"step": step, "digest": state_digest(state), "versions": library_versions(), **(metadata or {})}
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)),
-            force=True,
-        )
-        self._manager.wait_until_finished()
+        record = {"step": step, "format": FORMAT, "digest": state_digest(state), "versions": library_versions(), **(metadata or {})}
+        folder = self.directory / str(step)
+        try:
+            with _leftover_callbacks_ignored():
+                self._manager.save(
+                    step,
+                    args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)),
+                    force=True,
+                )
+                self._manager.wait_until_finished()
+            manifest = {"format": FORMAT, "step": step, "files": folder_manifest(folder)}
+            _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        except Exception as err:  # orbax and tensorstore wrap OS errors in their own types
+            self._discard_partial(step)
+            kept = [s for s in self.all_steps() if s != step]
+            raise CheckpointError(
+                f"saving checkpoint {step} in {self.directory} failed ({_last_line(err)}); the earlier checkpoints {kept} are intact"
+            ) from err
         return step
 
+    def _discard_partial(self, step: int) -> None:
+        """Removes what a failed save of ``step`` left: orbax's temporary folder or a
+        folder without a manifest (an incomplete checkpoint holds nothing to keep)."""
+        for path in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(path, ignore_errors=True)
+        folder = self.directory / str(step)
+        if folder.is_dir() and not (folder / MANIFEST).is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+        self._manager.close()
+        self._manager = self._new_manager()
+
+    def verify(self, step: int) -> dict[str, Any]:
+        """Checks every file of the checkpoint at ``step`` against its manifest and reads
+        its record; the state digest is checked when the state is restored.
+
+        Returns:
+          The JSON record saved with the checkpoint (step, digest, config, versions).
+
+        Raises:
+          DamagedCheckpointError: naming the first check that failed.
+        """
+        folder = self.directory / str(step)
+        manifest_path = folder / MANIFEST
+        if manifest_path.is_file():
+            try:
+                manifest = json.loads(manifest_path.read_text())
+                files = manifest["files"]
+                if manifest.get("step") != step or not isinstance(files, dict):
+                    raise ValueError(f"it names step {manifest.get('step')!r}")
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+                raise DamagedCheckpointError(f"its manifest is unreadable: {_last_line(err)}") from None
+            found = folder_manifest(folder)
+            missing = sorted(set(files) - set(found))
+            extra = sorted(set(found) - set(files))
+            changed = sorted(name for name in set(files) & set(found) if files[name] != found[name])
+            if missing or extra or changed:
+                parts = [f"{label} {names[:3]}" for label, names in (("missing", missing), ("unexpected", extra), ("changed", changed)) if names]
+                raise DamagedCheckpointError("files differ from its manifest: " + ", ".join(parts))
+        record = self._read_record(step)
+        if record.get("format", 1) >= FORMAT and not manifest_path.is_file():
+            raise DamagedCheckpointError(f"its manifest {MANIFEST} is missing (the save did not finish, or it was deleted)")
+        if record.get("step") != step:
+            raise DamagedCheckpointError(f"its record names step {record.get('step')!r}")
+        if not isinstance(record.get("digest"), str):
+            raise DamagedCheckpointError("its record has no state digest")
+        return record
+
+    def _read_record(self, step: int) -> dict[str, Any]:
+        try:
+            record = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as err:  # a missing or undecodable record, in orbax's words
+            raise DamagedCheckpointError(f"its record cannot be read: {_last_line(err)}") from None
+        if not isinstance(record, dict):
+            raise DamagedCheckpointError(f"its record is a {type(record).__name__}, not a JSON object")
+        return dict(record)
+
     def read_metadata(self, step: int) -> dict[str, Any]:
-        """The JSON record saved with the checkpoint at ``step`` (config, versions, digest)."""
+        """The verified JSON record of the checkpoint at ``step`` (config, versions, digest).
+
+        Raises:
+          FileNotFoundError: no checkpoint at ``step``.
+          DamagedCheckpointError: it fails verification (it is not moved).
+        """
         if step not in self.all_steps():
             raise FileNotFoundError(f"step: no checkpoint at step {step} in {self.directory} (have {self.all_steps()})")
-        return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+        return self.verify(step)
 
     def _saved_layout(self, step: int) -> tuple[set[str], dict[str, tuple[int, ...]]] | None:
         """The top-level fields saved at ``step`` and the name -> shape of every array, or
@@ -130,19 +259,15 @@ class Checkpointer:
         try:
             tree = self._manager.item_metadata(step)["state"].tree
             return set(tree), {leaf.name: tuple(leaf.shape) for leaf in jax.tree.leaves(tree)}
-        except Exception:  # unreadable metadata is handled as a corrupt checkpoint
+        except Exception:  # unreadable metadata is handled as a damaged checkpoint on restore
             return None
 
-    def _target(self, step: int, template: TrainState) -> Any:
-        """The template, checked against the layout saved at ``step``.
-
-        Raises:
-          CheckpointError: the checkpoint's fields or arrays (names or shapes) differ from
-            the template's: it was written by another model, config or code version.
-        """
+    def _check_layout(self, step: int, template: TrainState) -> None:
+        """Raises ``CheckpointError`` if the fields or arrays (names or shapes) saved at
+        ``step`` differ from the template's: another model, config or code version."""
         layout = self._saved_layout(step)
         if layout is None:
-            return template
+            return
         fields, saved = layout
         if "model_state" not in fields:
             raise CheckpointError(
@@ -160,44 +285,89 @@ class Checkpointer:
                 f"checkpoint {step} in {self.directory} does not fit this run's state (missing {missing}, unexpected "
                 f"{unexpected}, other shapes {reshaped}): it was written by another model, config or code version and was left in place"
             )
-        return template
 
-    def restore_latest(self, template: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
-        """Restores the newest checkpoint that loads and verifies.
+    def _restore_state(self, step: int, template: TrainState, record: dict[str, Any]) -> TrainState:
+        abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), template)
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+        except Exception as err:  # any failure to load the arrays means the bytes are damaged
+            raise DamagedCheckpointError(f"its state cannot be read: {_last_line(err)}") from None
+        state = jax.device_get(restored["state"])
+        if state_digest(state) != record["digest"]:
+            raise DamagedCheckpointError("its state digest does not match its record")
+        return state
 
-        A checkpoint that fails to load or to verify is moved to ``quarantine`` (so that
-        training can save that step again) and the previous one is tried. A checkpoint
-        of another layout raises ``CheckpointError`` and is not moved.
+    def restore_latest(
+        self,
+        template: TrainState,
+        *,
+        check_record: Callable[[dict[str, Any]], None] | None = None,
+        from_scratch: bool = False,
+    ) -> tuple[TrainState, dict[str, Any]] | None:
+        """Restores the newest checkpoint that passes every check (see the module docstring).
 
         Args:
           template: a host-side state with the right structure, shapes and dtypes.
+          check_record: called with each verified record before its state is loaded; an
+            exception it raises (e.g. the run's config changed) propagates and the
+            checkpoint stays where it is.
+          from_scratch: when checkpoints were written but every one is damaged, return
+            None (start again from step 0) instead of raising.
 
         Returns:
-          ``(state, metadata)``, or None if the directory holds no checkpoint.
+          ``(state, record)``, or None if the directory holds no checkpoint and none was
+          ever set aside (or ``from_scratch``).
 
         Raises:
-          CheckpointError: checkpoints exist but none could be restored.
+          CheckpointError: every checkpoint is damaged (they are in ``quarantine``), or
+            the newest intact one has another layout.
         """
-        steps = self.all_steps()
-        if not steps:
-            return None
-        for step in reversed(steps):
-            target = self._target(step, template)
-            abstract = jax.tree.map(lambda x: np.zeros(np.shape(x), np.asarray(x).dtype), target)
+        for step in reversed(self.all_steps()):
             try:
-                restored = self._manager.restore(
-                    step,
-                    args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
-                )
-                state, meta = jax.device_get(restored["state"]), restored["meta"]
-                if state_digest(state) != meta.get("digest"):
-                    raise CheckpointError(f"checkpoint {step}: state digest does not match its record")
-                return state, meta
-            except Exception as err:  # any failure to load means "try the previous one"
-                moved = self._set_aside(step)
-                log.warning("checkpoint at step %d in %s is unreadable (%s); moved it to %s and trying the previous one", step, self.directory, err, moved)
-        raise CheckpointError(f"no checkpoint in {self.directory} could be restored (tried steps {steps})")
+                record = self.verify(step)
+                if check_record is not None:
+                    check_record(record)
+                self._check_layout(step, template)
+                return self._restore_state(step, template, record), record
+            except DamagedCheckpointError as err:
+                self._set_aside(step, err)
+        damaged = self.quarantined()
+        if not damaged or from_scratch:
+            return None
+        raise CheckpointError(
+            f"every checkpoint in {self.directory} is damaged; they were set aside in {self.quarantine} ({', '.join(damaged)}). "
+            "Nothing was restored: pass from_scratch=True (genjax train --from-scratch) to train again from step 0"
+        )
 
     def close(self) -> None:
         """Waits for pending writes and releases the manager."""
         self._manager.close()
+
+
+@contextlib.contextmanager
+def _leftover_callbacks_ignored() -> Iterator[None]:
+    """Drops the "Event loop is closed" errors of a failed orbax write, passing on any other.
+
+    When a write fails (a full disk, say), orbax closes its asyncio loop while tensorstore
+    still completes the other writes; their callbacks then raise ``RuntimeError`` into
+    ``sys.unraisablehook``, which prints one traceback each before genjax can report the
+    one error that matters.
+    """
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+def _last_line(err: BaseException) -> str:
+    """The last non-empty line of an exception's message, with its type: orbax and
+    tensorstore errors carry long multi-line contexts whose last line says what failed."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[-1] if lines else ''}".rstrip(": ")

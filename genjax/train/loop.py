@@ -104,6 +104,9 @@ def train(
     evaluate: Callable[[TrainState], dict[str, float]] | None = None,
     eval_every: int = 0,
     progress: bool | None = None,
+    check_record: Callable[[dict[str, Any]], None] | None = None,
+    from_scratch: bool = False,
+    on_start: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Runs ``train_step`` from ``state`` (or the latest checkpoint) up to ``num_steps``.
 
@@ -127,11 +130,19 @@ def train(
         metrics are logged with an ``eval_`` prefix.
       eval_every: evaluation period in steps; 0 disables it.
       progress: show a progress bar; None shows one only on a terminal.
+      check_record: passed to ``Checkpointer.restore_latest``: checks each verified
+        checkpoint record (e.g. that the run's config did not change) before resuming.
+      from_scratch: passed to ``Checkpointer.restore_latest``: when every checkpoint is
+        damaged, train again from ``state`` instead of raising ``CheckpointError``.
+      on_start: called with the step training starts from (the restored step, or 0)
+        before the first update, e.g. to record the run's config beside its checkpoints.
 
     Returns:
       A ``TrainResult``.
 
     Raises:
+      CheckpointError: every checkpoint is damaged (and not ``from_scratch``), one does
+        not fit ``state``, or a save failed (the earlier checkpoints are intact).
       TrainingDivergedError: a step produced a non-finite loss or metric. The state of
         that step is not saved, so the last checkpoint is the last good one.
     """
@@ -143,12 +154,14 @@ def train(
     start = 0
     earlier_wall_time = 0.0
     if checkpointer is not None:
-        restored = checkpointer.restore_latest(state)
+        restored = checkpointer.restore_latest(state, check_record=check_record, from_scratch=from_scratch)
         if restored is not None:
             state = restored[0]
             start = int(state.step)
             earlier_wall_time = float(restored[1].get("train_wall_time_s", 0.0))
             log.info("resuming from the checkpoint at step %d in %s", start, checkpointer.directory)
+    if on_start is not None:
+        on_start(start)
     if metrics is not None:
         metrics.truncate_after(start)
     last: dict[str, float] = {}

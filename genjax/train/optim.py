@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Callable
+
 import optax
 
 OPTIMIZERS = ("adam", "adamw", "adagrad", "rmsprop", "sgd")
@@ -62,8 +66,13 @@ def make_optimizer(
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {name!r}")
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate: expected a positive float, got {learning_rate}")
+    _check_range("learning_rate", learning_rate, "a finite float > 0", lambda v: 0 < v < math.inf)
+    _check_range("b1", b1, "a float in [0, 1)", lambda v: 0 <= v < 1)
+    _check_range("b2", b2, "a float in [0, 1)", lambda v: 0 <= v < 1)
+    _check_range("eps", eps, "a finite float >= 0", lambda v: 0 <= v < math.inf)
+    _check_range("weight_decay", weight_decay, "a finite float >= 0", lambda v: 0 <= v < math.inf)
+    if grad_clip is not None:
+        _check_range("grad_clip", grad_clip, "a finite float > 0 or None", lambda v: 0 < v < math.inf)
     if warmup_steps < 0 or decay_steps < 0:
         raise ValueError(f"warmup_steps/decay_steps: expected non-negative ints, got {warmup_steps}, {decay_steps}")
     if schedule not in SCHEDULES:
@@ -92,7 +101,12 @@ def make_optimizer(
     else:
         opt = optax.sgd(lr)
     if grad_clip is not None:
-        if grad_clip <= 0:
-            raise ValueError(f"grad_clip: expected a positive float or None, got {grad_clip}")
         opt = optax.chain(optax.clip_by_global_norm(grad_clip), opt)
     return opt
+
+
+def _check_range(name: str, value: float, expected: str, ok: Callable[[float], bool]) -> None:
+    """Raises ValueError naming ``name`` unless ``value`` is a real number (not a bool)
+    for which ``ok`` holds; NaN fails every comparison, so it never passes."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(float(value)):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
