@@ -80,7 +80,7 @@ class Trial:
 
 def train_command(config: str, overrides: tuple[str, ...], workdir: pathlib.Path) -> list[str]:
     """The ``genjax train`` command line of every run."""
-    return [sys.executable, "-m", "genjax.cli", "train", "--config", config, "--workdir", str(workdir), *(f"--config.{o}" for o in overrides)]
+    return [sys.executable, "-m", "genjax", "train", "--config", config, "--workdir", str(workdir), *(f"--config.{o}" for o in overrides)]
 
 
 def child_env() -> dict[str, str]:

@@ -174,6 +174,9 @@ def test_non_finite_weights_and_bad_files_are_refused(small_saved, tmp_path):
     (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match="config.json.*not valid JSON"):
         load_diffusers_unet(tmp_path)
+    (tmp_path / "config.json").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ValueError, match="config.json.*not valid JSON .*can't decode byte 0x80"):
+        load_diffusers_unet(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(SMALL_CONFIG))
     (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot read .*diffusion_pytorch_model.safetensors"):

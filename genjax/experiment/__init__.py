@@ -17,9 +17,11 @@ from genjax.experiment.base import Experiment
 from genjax.experiment.config import ConfigError, apply_overrides, base_config, load_config_file
 from genjax.experiment.families import FAMILIES, Family, build, get_family
 from genjax.experiment.run import (
+    LOADABLE_FIELDS,
     RESUMABLE_FIELDS,
     Run,
     SampleResult,
+    check_config,
     check_resume_config,
     evaluate,
     info,
@@ -30,18 +32,23 @@ from genjax.experiment.run import (
     train,
 )
 from genjax.experiment.scripts import positive_ints
+from genjax.experiment.workdir import WorkdirBusyError, WorkdirLock, prepare_workdir
 
 __all__ = [
     "FAMILIES",
+    "LOADABLE_FIELDS",
     "RESUMABLE_FIELDS",
     "ConfigError",
     "Experiment",
     "Family",
     "Run",
     "SampleResult",
+    "WorkdirBusyError",
+    "WorkdirLock",
     "apply_overrides",
     "base_config",
     "build",
+    "check_config",
     "check_resume_config",
     "evaluate",
     "get_family",
@@ -50,6 +57,7 @@ __all__ = [
     "load_config_file",
     "load_run",
     "positive_ints",
+    "prepare_workdir",
     "run_config",
     "sample",
     "train",

@@ -545,7 +545,7 @@ def load_diffusers_unet(folder: str | os.PathLike[str], *, dtype: Any = jnp.floa
     try:
         with open(config_path, encoding="utf-8") as f:
             config = json.load(f)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"folder: {config_path!r} is not valid JSON ({err})") from None
     model = unet_from_diffusers_config(config, dtype=dtype)
 

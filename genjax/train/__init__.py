@@ -1,6 +1,6 @@
 """The training engine: state, the one update contract, two parallel back ends, loop, checkpoints."""
 
-from genjax.train.checkpoint import Checkpointer, CheckpointError, state_digest
+from genjax.train.checkpoint import Checkpointer, CheckpointError, DamagedCheckpointError, state_digest
 from genjax.train.loop import (
     MetricsWriter,
     TrainingDivergedError,
@@ -26,6 +26,7 @@ __all__ = [
     "BACKENDS",
     "CheckpointError",
     "Checkpointer",
+    "DamagedCheckpointError",
     "LossUpdate",
     "MetricsWriter",
     "MultiPlayerUpdate",
