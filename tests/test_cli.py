@@ -169,7 +169,7 @@ def test_eval_and_sample_need_a_checkpoint(capsys, tmp_path):
         code, _, err = _main(capsys, *command, "--config", TINY, "--workdir", str(tmp_path / "empty"))
         assert code == 1 and "no checkpoint under" in err and err.count("\n") == 1
         code, _, err = _main(capsys, *command, "--config", TINY, "--workdir", str(tmp_path / "absent"))
-        assert code == 1 and f"--workdir: no folder '{tmp_path / 'absent'}'" in err and err.count("\n") == 1
+        assert code == 1 and f"workdir: no folder '{tmp_path / 'absent'}'" in err and err.count("\n") == 1
     code, _, err = _main(capsys, "sample", "--config", TINY, "--workdir", str(tmp_path), "--num", "0")
     assert code == 1 and "--num: expected a positive int, got 0" in err
 
@@ -287,12 +287,12 @@ def _damaged_config_json(tmp_path):
 
 
 FORMER_TRACEBACKS = {
-    "workdir is a file": (lambda t: ["train", "--config", TINY, "--workdir", str(_touch(t / "f"))], "--workdir: '{t}/f' is a file; expected a folder"),
+    "workdir is a file": (lambda t: ["train", "--config", TINY, "--workdir", str(_touch(t / "f"))], "workdir: '{t}/f' is a file; expected a folder"),
     "workdir under a file": (
         lambda t: ["train", "--config", TINY, "--workdir", str(_touch(t / "f") / "w")],
-        "--workdir: '{t}/f' (a parent of '{t}/f/w') is a file",
+        "workdir: '{t}/f' (a parent of '{t}/f/w') is a file",
     ),
-    "workdir not writable": (lambda t: ["train", "--config", TINY, "--workdir", "/sys/genjax_test/w"], "--workdir: cannot create '/sys/genjax_test/w'"),
+    "workdir not writable": (lambda t: ["train", "--config", TINY, "--workdir", "/sys/genjax_test/w"], "workdir: cannot create '/sys/genjax_test/w'"),
     "get_config raises KeyError": (
         lambda t: ["info", "--config", _config_file(t, "def get_config():\n    return {}['x']\n")],
         "get_config() raised KeyError: 'x'",
@@ -322,7 +322,23 @@ FORMER_TRACEBACKS = {
     "adam b2 of 1": (lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.train.b2=1.0"], "b2: expected a float in [0, 1), got 1.0"),
     "train a new workdir without --config": (lambda t: ["train", "--workdir", str(t / "new")], "--config: required to start a run"),
     "config.json not text": (_damaged_config_json, "is not valid JSON"),
-    "eval of a missing workdir": (lambda t: ["eval", "--workdir", str(t / "absent")], "--workdir: no config.json in"),
+    "zero-width hidden layer": (
+        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.model.hidden=(0,)"],
+        "hidden: expected positive ints, got (0,)",
+    ),
+    "negative eval.num_examples": (
+        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.eval.num_examples=-1"],
+        "eval.num_examples: expected 0 (all) or a positive int, got -1",
+    ),
+    "empty sample grid": (
+        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.eval.num_grid=0"],
+        "eval.num_grid: expected a positive int, got 0",
+    ),
+    "no checkpoints kept": (
+        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.train.keep_checkpoints=0"],
+        "train.keep_checkpoints: expected a positive int, got 0",
+    ),
+    "eval of a missing workdir": (lambda t: ["eval", "--workdir", str(t / "absent")], "workdir: no config.json in"),
 }
 
 

@@ -185,7 +185,7 @@ def test_mnist_report_collects_runs(mnist_run, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--runs", "no_such_workdir"], "workdir: no config.json"),
+        (["--runs", "no_such_workdir"], "workdir: no folder 'no_such_workdir'"),
         (["--runs", "x", "--fd-samples", "1"], "--fd-samples: expected at least 2"),
         (["--runs", "x", "--reference", "-1"], "--reference: expected 0"),
     ],

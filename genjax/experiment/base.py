@@ -113,7 +113,7 @@ def synthetic_images(num: int, shape: tuple[int, int, int], seed: int) -> np.nda
     """
     rng = np.random.default_rng(seed)
     h, w, c = shape
-    coarse = rng.random((10, max(h // 4, 1), max(w // 4, 1), c))
+    coarse = rng.random((10, -(-h // 4), -(-w // 4), c))
     protos = np.clip(np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2)[:, :h, :w, :] * 1.4 - 0.2, 0.0, 1.0)
     labels = rng.integers(0, 10, num)
     noise = rng.normal(0.0, 0.1, (num, h, w, c))
@@ -166,7 +166,11 @@ def batched_mean(fn: Callable[[jax.Array, jax.Array], jax.Array], images: np.nda
 
 
 def check_common(config: ml_collections.ConfigDict) -> None:
-    """Validates the config fields every family reads: seed and eval batch size."""
+    """Validates the config fields every family reads: seed and the ``eval`` sizes."""
     check_seed(config.seed)
     if config.eval.batch_size <= 0:
         raise ValueError(f"eval.batch_size: expected a positive int, got {config.eval.batch_size}")
+    if config.eval.num_examples < 0:
+        raise ValueError(f"eval.num_examples: expected 0 (all) or a positive int, got {config.eval.num_examples}")
+    if config.eval.num_grid <= 0:
+        raise ValueError(f"eval.num_grid: expected a positive int, got {config.eval.num_grid}")

@@ -246,6 +246,8 @@ def make_progressive_fn(
 def _check_config(config: ml_collections.ConfigDict) -> None:
     if config.data.binarize != "none":
         raise ValueError(f"data.binarize: diffusion models use 8-bit data, expected 'none', got {config.data.binarize!r}")
+    if isinstance(config.model.num_timesteps, bool) or config.model.num_timesteps < 1:
+        raise ValueError(f"model.num_timesteps: expected a positive int, got {config.model.num_timesteps}")
     ev = config.eval
     if ev.sampler not in samplers_lib.SAMPLERS:
         raise ValueError(f"eval.sampler: expected one of {tuple(samplers_lib.SAMPLERS)}, got {ev.sampler!r}")

@@ -103,16 +103,19 @@ def eval_params(state: TrainState) -> Any:
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-    """The checks every entry point makes before building anything: finite floats and a
-    positive batch size (each family checks its own fields when it builds).
+    """The checks every entry point makes before building anything: finite floats, a
+    positive batch size and number of checkpoints kept (each family checks its own fields
+    when it builds).
 
     Raises:
       ConfigError: naming the field.
     """
     check_finite(config)
     t = config.train
-    if isinstance(t.batch_size, bool) or t.batch_size <= 0:
-        raise ConfigError(f"train.batch_size: expected a positive int, got {t.batch_size}")
+    for name in ("batch_size", "keep_checkpoints"):
+        value = t[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"train.{name}: expected a positive int, got {value!r}")
 
 
 @contextlib.contextmanager
@@ -165,14 +168,14 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any], *, loadi
     changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not k.startswith(allowed)]
     if changed:
         remedy = "use the run's own config (drop --config and those overrides)" if loading else "use a new --workdir, or restore those values to resume"
-        raise ValueError("--workdir: its checkpoints were trained with a different config (" + "; ".join(changed) + f"); {remedy}")
+        raise ValueError("workdir: its checkpoints were trained with a different config (" + "; ".join(changed) + f"); {remedy}")
 
 
 def _check_record(current: dict[str, Any], loading: bool, record: dict[str, Any]) -> None:
     """``check_record`` for ``Checkpointer.restore_latest``: the record's config against ``current``."""
     saved = record.get("config")
     if not isinstance(saved, dict):
-        raise ValueError(f"--workdir: checkpoint {record.get('step')} records no config; it was not written by 'genjax train' and cannot be checked")
+        raise ValueError(f"workdir: checkpoint {record.get('step')} records no config; it was not written by 'genjax train' and cannot be checked")
     check_resume_config(saved, current, loading=loading)
 
 
@@ -262,13 +265,13 @@ def run_config(workdir: str | pathlib.Path, overrides: Sequence[str] = ()) -> ml
     """
     path = pathlib.Path(workdir) / "config.json"
     if not path.is_file():
-        raise FileNotFoundError(f"--workdir: no config.json in '{workdir}'; is it a 'genjax train' workdir?")
+        raise FileNotFoundError(f"workdir: no config.json in '{workdir}'; is it a 'genjax train' workdir?")
     try:
         record = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"--workdir: '{path}' is not valid JSON ({err}); pass the run's config with --config") from None
+        raise ValueError(f"workdir: '{path}' is not valid JSON ({err}); pass the run's config with --config") from None
     if not isinstance(record, dict) or "model" not in record:
-        raise ValueError(f"--workdir: '{path}' is not a genjax run config (no 'model' section); pass the run's config with --config")
+        raise ValueError(f"workdir: '{path}' is not a genjax run config (no 'model' section); pass the run's config with --config")
     config = ml_collections.ConfigDict(record)
     config.lock()
     return apply_overrides(config, overrides)
@@ -285,7 +288,7 @@ def _load(workdir: pathlib.Path, config: ml_collections.ConfigDict | None) -> Ru
     check = functools.partial(_check_record, resolved(config), True)
     restored = Checkpointer(ckpt_dir).restore_latest(template, check_record=check) if ckpt_dir.is_dir() else None
     if restored is None:
-        raise FileNotFoundError(f"--workdir: no checkpoint under '{ckpt_dir}'; run 'genjax train' with this workdir first")
+        raise FileNotFoundError(f"workdir: no checkpoint under '{ckpt_dir}'; run 'genjax train' with this workdir first")
     return Run(config=config, experiment=experiment, state=restored[0], workdir=workdir)
 
 

@@ -42,19 +42,19 @@ def prepare_workdir(workdir: str | os.PathLike[str], *, create: bool) -> pathlib
     """
     path = pathlib.Path(workdir)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"--workdir: '{path}' is a file; expected a folder for the run")
+        raise ValueError(f"workdir: '{path}' is a file; expected a folder for the run")
     if not path.exists():
         if not create:
-            raise FileNotFoundError(f"--workdir: no folder '{path}'; run 'genjax train' with it first")
+            raise FileNotFoundError(f"workdir: no folder '{path}'; run 'genjax train' with it first")
         parent = next((p for p in path.parents if p.exists()), None)
         if parent is not None and not parent.is_dir():
-            raise ValueError(f"--workdir: '{parent}' (a parent of '{path}') is a file; expected a folder")
+            raise ValueError(f"workdir: '{parent}' (a parent of '{path}') is a file; expected a folder")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise PermissionError(err.errno, f"--workdir: cannot create '{path}': {err.strerror}") from None
+            raise PermissionError(err.errno, f"workdir: cannot create '{path}': {err.strerror}") from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, f"--workdir: '{path}' is not writable")
+        raise PermissionError(errno.EACCES, f"workdir: '{path}' is not writable")
     return path
 
 
@@ -80,13 +80,13 @@ class WorkdirLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            raise PermissionError(err.errno, f"--workdir: cannot create the lock file '{self.path}': {err.strerror}") from None
+            raise PermissionError(err.errno, f"workdir: cannot create the lock file '{self.path}': {err.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise WorkdirBusyError(f"--workdir: '{self.path.parent}' is in use by {holder}; wait for it to finish or use another --workdir") from None
+            raise WorkdirBusyError(f"workdir: '{self.path.parent}' is in use by {holder}; wait for it to finish or use another --workdir") from None
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command, "argv": sys.argv, "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)

@@ -76,6 +76,8 @@ class VAE(nn.Module):
             raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {self.likelihood!r}")
         if self.latent_dim <= 0:
             raise ValueError(f"latent_dim: expected a positive int, got {self.latent_dim}")
+        if any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in self.hidden):
+            raise ValueError(f"hidden: expected positive ints, got {tuple(self.hidden)}")
         height, width, channels = self.data_shape
         out_channels = channels if self.likelihood == "bernoulli" else 2 * channels
         self.encoder: MLP | ConvEncoder
@@ -259,6 +261,8 @@ def make_loss(model: VAE, num_samples: int = 1, iwae_samples: int = 0) -> LossFn
     """
     if num_samples <= 0:
         raise ValueError(f"num_samples: expected a positive int, got {num_samples}")
+    if iwae_samples < 0:
+        raise ValueError(f"iwae_samples: expected 0 (the ELBO) or a positive int, got {iwae_samples}")
 
     def loss(params: Params, batch: dict[str, jax.Array], keys: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         x = batch["image"]
