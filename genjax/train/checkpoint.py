@@ -168,22 +168,22 @@ class Checkpointer:
         step = int(state.step)
         record = {"step": step, "format": FORMAT, "digest": state_digest(state), "versions": library_versions(), **(metadata or {})}
         folder = self.directory / str(step)
-        try:
-            with _leftover_callbacks_ignored():
+        with _leftover_callbacks_ignored():
+            try:
                 self._manager.save(
                     step,
                     args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)),
                     force=True,
                 )
                 self._manager.wait_until_finished()
-            manifest = {"format": FORMAT, "step": step, "files": folder_manifest(folder)}
-            _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        except Exception as err:  # orbax and tensorstore wrap OS errors in their own types
-            self._discard_partial(step)
-            kept = [s for s in self.all_steps() if s != step]
-            raise CheckpointError(
-                f"saving checkpoint {step} in {self.directory} failed ({_last_line(err)}); the earlier checkpoints {kept} are intact"
-            ) from err
+                manifest = {"format": FORMAT, "step": step, "files": folder_manifest(folder)}
+                _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+            except Exception as err:  # orbax and tensorstore wrap OS errors in their own types
+                self._discard_partial(step)
+                kept = [s for s in self.all_steps() if s != step]
+                raise CheckpointError(
+                    f"saving checkpoint {step} in {self.directory} failed ({_last_line(err)}); the earlier checkpoints {kept} are intact"
+                ) from err
         return step
 
     def _discard_partial(self, step: int) -> None:
