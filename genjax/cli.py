@@ -43,6 +43,18 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--config", default=None, help="config file path/config.py[:preset]; default the config stored in --workdir")
         if workdir:
             p.add_argument("--workdir", required=True, help="run folder: checkpoints/, metrics.jsonl, samples.png, eval.json")
+            group = p.add_argument_group("multi-process runs (jax.distributed; every process runs the same command)")
+            group.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0's coordinator service")
+            group.add_argument("--num-processes", type=int, default=None, metavar="N", help="number of processes of the run")
+            group.add_argument("--process-id", type=int, default=None, metavar="I", help="this process's index in [0, N)")
+            group.add_argument("--distributed", action="store_true", help="let JAX detect the processes (Cloud TPU pod slices, SLURM, Open MPI)")
+            group.add_argument(
+                "--distributed-timeout",
+                type=int,
+                default=60,
+                metavar="S",
+                help="seconds to wait for every process to reach the coordinator (default 60)",
+            )
         return p
 
     train = add("train", "Train (or resume) a model, then write samples.png and eval.json.", config="optional", workdir=True)
@@ -102,7 +114,10 @@ def sampler_overrides(config: Any, *, sampler: str | None, steps: int | None, et
 
 def _run_command(args: argparse.Namespace, overrides: list[str]) -> Any:
     """Calls the experiment layer for ``args.command``; returns what to print as JSON."""
-    from genjax import experiment
+    from genjax import distributed, experiment
+
+    if args.command != "info":
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed, timeout_s=args.distributed_timeout)
 
     if args.command == "info":
         return experiment.info(experiment.load_config(args.config, overrides))

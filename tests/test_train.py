@@ -44,8 +44,9 @@ def _data(num_steps=20, batch=16):
     return (rng.random((num_steps, batch, 4, 4, 1)) > 0.5).astype(np.float32)
 
 
-def _run(parallel, devices, num_steps=20, loss=None, ema_decay=0.9):
-    step = build_train_step(LossUpdate(loss or V.make_loss(MODEL), OPT, ema_decay=ema_decay), parallel=parallel, devices=devices)
+def _run(parallel, devices, num_steps=20, loss=None, ema_decay=0.9, fsdp=1):
+    update = LossUpdate(loss or V.make_loss(MODEL), OPT, ema_decay=ema_decay)
+    step = build_train_step(update, parallel=parallel, devices=devices, fsdp=fsdp, fsdp_min_size=1)
     state = step.place_state(create_train_state(_params(), OPT, ema=ema_decay is not None))
     data = _data(num_steps)
     losses = []
@@ -61,11 +62,11 @@ def single_device_run():
     return _run("jit", jax.devices()[:1])
 
 
-@pytest.mark.parametrize("parallel", ["jit", "pmap"])
-def test_eight_devices_match_one_device(parallel, single_device_run):
+@pytest.mark.parametrize(("parallel", "fsdp"), [("jit", 1), ("pmap", 1), ("jit", 2), ("jit", 8)])
+def test_eight_devices_match_one_device(parallel, fsdp, single_device_run):
     assert len(jax.devices()) == 8
     losses_1, state_1 = single_device_run
-    losses_8, state_8 = _run(parallel, jax.devices())
+    losses_8, state_8 = _run(parallel, jax.devices(), fsdp=fsdp)
     np.testing.assert_allclose(losses_8, losses_1, rtol=2e-6, atol=1e-4)
     for a, b in zip(jax.tree.leaves(state_8.params), jax.tree.leaves(state_1.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -164,7 +164,9 @@ def check_finite(config: ml_collections.ConfigDict, prefix: str = "") -> None:
 def base_config() -> ml_collections.ConfigDict:
     """The fields every experiment config shares, at their common defaults.
 
-    ``seed``, ``parallel`` (``"jit"`` or ``"pmap"``), ``num_devices`` (0: all);
+    ``seed``, ``parallel`` (``"jit"`` or ``"pmap"``), ``num_devices`` (0: all),
+    ``fsdp`` (how many devices share each large parameter and optimiser-state leaf; 1:
+    replicated, see ``genjax.sharding``);
     ``data``: the offline MNIST copy, dynamically binarised, trained on ``"train"``;
     ``train``: Adam at 1e-3 with a constant schedule, batch 100, the loop's periods and
     the optional EMA; ``eval``: the split, how many of its examples (0: all), the batch
@@ -175,6 +177,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.parallel = "jit"
     c.num_devices = 0
+    c.fsdp = 1
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "mnist"

@@ -198,7 +198,7 @@ def make_sample_fn(
     device count and the extra samples dropped (they come from the keys after the
     first ``num``, so the samples kept do not depend on the device count).
     """
-    devices = list(devices or jax.devices()[: config.get("num_devices", 0) or None])
+    devices = list(devices or jax.local_devices()[: config.get("num_devices", 0) or None])
     fn = samplers_lib.build_sampler(
         denoiser_of(diffusion, apply_fn),
         diffusion.schedule.alphas_cumprod,

@@ -27,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from genjax import keys, viz
+from genjax import distributed, keys, viz
 from genjax.experiment.base import Experiment
 from genjax.experiment.config import ConfigError, apply_overrides, check_finite, load_config_file
 from genjax.experiment.families import build
@@ -46,6 +46,7 @@ RESUMABLE_FIELDS = (
     "eval.",
     "num_devices",
     "parallel",
+    "fsdp",
     "data.data_dir",
 )
 """Fields that may change when a run is resumed: they do not alter the updates (the
@@ -92,6 +93,8 @@ def devices(config: ml_collections.ConfigDict) -> list[jax.Device]:
     """The devices a run uses: the first ``config.num_devices`` (0: all)."""
     available = jax.devices()
     n = config.get("num_devices", 0)
+    if n and jax.process_count() > 1:
+        raise ValueError(f"num_devices: a run over {jax.process_count()} processes uses every device; expected 0 (all), got {n}")
     if n < 0 or n > len(available):
         raise ValueError(f"num_devices: expected 0 (all) to {len(available)}, got {n}")
     return available[:n] if n else available
@@ -182,9 +185,14 @@ def _check_record(current: dict[str, Any], loading: bool, record: dict[str, Any]
 def final_outputs(experiment: Experiment, state: TrainState, workdir: pathlib.Path) -> dict[str, Any]:
     """Writes ``samples.png``, the family's figures and ``eval.json`` for ``state``.
 
+    In a multi-process run process 0 alone evaluates (on its own devices) and writes;
+    the others return at once.
+
     Returns:
       The metrics written to ``eval.json``: the full evaluation, the step and its wall time.
     """
+    if not distributed.is_writer():
+        return {"step": int(state.step), "written_by": "process 0"}
     key = keys.stream(experiment.config.seed, keys.FINAL_EVAL)
     params = eval_params(state)
     viz.save_samples(workdir / "samples.png", experiment.sample(params, jax.random.fold_in(key, 1), experiment.config.eval.num_grid))
@@ -217,13 +225,17 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, fro
       CheckpointError: every checkpoint is damaged (and not ``from_scratch``).
     """
     check_config(config)
+    distributed.check_same_everywhere(resolved(config), "--config")
+    if config.parallel == "pmap" and jax.process_count() > 1:
+        raise ConfigError("parallel: a run over several processes uses 'jit' (the sharded step); 'pmap' is for one process")
     workdir = prepare_workdir(workdir, create=True)
+    writer = distributed.is_writer()
     with _locked(workdir, "train"):
         experiment = build(config)
         run_keys = keys.run_keys(config.seed)
         state = experiment.init_state(run_keys.init)
         t = config.train
-        step = build_train_step(experiment.update, parallel=config.parallel, devices=devices(config))
+        step = build_train_step(experiment.update, parallel=config.parallel, devices=devices(config), fsdp=config.get("fsdp", 1))
         record = resolved(config)
         eval_key = keys.stream(config.seed, keys.EVAL_DURING_TRAINING)
         result = train_loop(
@@ -235,13 +247,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, fro
             log_every=t.log_every,
             checkpoint_every=t.checkpoint_every,
             checkpointer=Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints),
-            metrics=MetricsWriter(workdir / "metrics.jsonl"),
+            metrics=MetricsWriter(workdir / "metrics.jsonl") if writer else None,
             metadata={"config": record},
             evaluate=lambda s: experiment.evaluate(eval_params(s), eval_key, False),
             eval_every=t.eval_every,
             check_record=functools.partial(_check_record, record, False),
             from_scratch=from_scratch,
-            on_start=lambda _: write_json(workdir / "config.json", record),
+            on_start=lambda _: write_json(workdir / "config.json", record) if writer else None,
         )
         log.info(
             "trained steps %d..%d in %.1fs; last loss %.4f",
@@ -252,7 +264,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, fro
         )
         metrics = final_outputs(experiment, result.state, workdir)
         metrics["train_wall_time_s"] = result.wall_time_s
-        write_json(workdir / "eval.json", metrics)
+        if writer:
+            write_json(workdir / "eval.json", metrics)
     return metrics
 
 
@@ -282,6 +295,7 @@ def _load(workdir: pathlib.Path, config: ml_collections.ConfigDict | None) -> Ru
     if config is None:
         config = run_config(workdir)
     check_config(config)
+    distributed.check_same_everywhere(resolved(config), "--config")
     experiment = build(config)
     template = experiment.init_state(keys.run_keys(config.seed).init)
     ckpt_dir = workdir / "checkpoints"
@@ -378,9 +392,11 @@ def sample(
     with _locked(workdir, "sample"):
         run = _load(workdir, config)
         step = int(run.state.step)
-        images = run.experiment.sample(run.params, keys.stream(run.config.seed, keys.SAMPLES), num)
         name = f"step{step}_n{num}.npz"
         npz = run.workdir / "samples" / name if out is None else pathlib.Path(out) / name if pathlib.Path(out).is_dir() else pathlib.Path(out)
+        if not distributed.is_writer():
+            return SampleResult(num=num, npz=npz, png=npz.with_suffix(".png"), step=step)
+        images = run.experiment.sample(run.params, keys.stream(run.config.seed, keys.SAMPLES), num)
         npz.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(npz, images=images)
         png = npz.with_suffix(".png")

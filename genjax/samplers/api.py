@@ -190,7 +190,8 @@ def build_sampler(
       sampler: as in ``sample``.
       steps: as in ``sample``.
       parallel: ``"jit"`` or ``"pmap"``.
-      devices: devices to use (default: all of ``jax.devices()``).
+      devices: devices to use (default: this process's, ``jax.local_devices()``; in a
+        multi-process run each process samples on its own devices).
 
     Returns:
       ``fn(params, key, num) -> [num, *shape]``; ``num`` must be divisible by the device
@@ -199,7 +200,7 @@ def build_sampler(
     if parallel not in PARALLEL:
         raise ValueError(f"parallel: expected one of {PARALLEL}, got {parallel!r}")
     sampler = as_sampler(sampler)
-    devices = tuple(jax.devices() if devices is None else devices)
+    devices = tuple(jax.local_devices() if devices is None else devices)
     n_dev = len(devices)
     table = check_alphas_cumprod(alphas_cumprod)
     shape = tuple(int(d) for d in shape)

@@ -16,6 +16,11 @@ checkpoints (nothing is deleted) and the previous one is tried. A checkpoint of 
 layout or config is an error and stays where it is; so is one written before
 ``TrainState.model_state`` existed. When every checkpoint is damaged, restoring refuses
 to start again from step 0 unless asked (``from_scratch=True``).
+
+In a multi-process run (``jax.distributed``) every process calls ``save`` and
+``restore_latest`` together. Orbax writes each process's shards of the global arrays;
+process 0 alone writes the manifest and moves damaged checkpoints, between barriers, and
+the processes check that they reached the same verdict on each checkpoint.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from genjax import distributed
 from genjax.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -139,13 +145,16 @@ class Checkpointer:
 
     def _set_aside(self, step: int, reason: Exception) -> None:
         """Moves a damaged checkpoint to ``quarantine`` (so the step can be saved again)
-        and says so in one log line. Nothing is deleted."""
-        self.quarantine.mkdir(parents=True, exist_ok=True)
+        and says so in one log line. Nothing is deleted. Process 0 moves it."""
+        distributed.barrier(f"genjax-set-aside-{step}-start")
         target = self.quarantine / str(step)
         suffix = 1
         while target.exists():
             target, suffix = self.quarantine / f"{step}.{suffix}", suffix + 1
-        shutil.move(str(self.directory / str(step)), target)
+        if distributed.is_writer():
+            self.quarantine.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(self.directory / str(step)), target)
+        distributed.barrier(f"genjax-set-aside-{step}-done")
         self._manager.close()
         self._manager = self._new_manager()
         log.warning("checkpoint %d in %s is damaged (%s); moved it to %s", step, self.directory, reason, target)
@@ -155,10 +164,11 @@ class Checkpointer:
         return sorted(self._manager.all_steps())
 
     def save(self, state: TrainState, metadata: dict[str, Any] | None = None) -> int:
-        """Saves a host-side state under its own step, then its manifest; returns the step.
+        """Saves a state under its own step, then its manifest; returns the step.
 
         Args:
-          state: a single (unreplicated) state, e.g. from ``TrainStep.fetch_state``.
+          state: a single (unreplicated) state: host arrays, or global ``jax.Array``s of
+            which each process writes its own shards (``TrainStep.checkpoint_state``).
           metadata: JSON-serialisable record saved beside it (config, notes).
 
         Raises:
@@ -166,7 +176,7 @@ class Checkpointer:
             folder); the message names the error, and the earlier checkpoints are intact.
         """
         step = int(state.step)
-        record = {"step": step, "format": FORMAT, "digest": state_digest(state), "versions": library_versions(), **(metadata or {})}
+        record = {"step": step, "format": FORMAT, "digest": state_digest(distributed.fetch_global(state)), "versions": library_versions(), **(metadata or {})}
         folder = self.directory / str(step)
         with _leftover_callbacks_ignored():
             try:
@@ -176,8 +186,11 @@ class Checkpointer:
                     force=True,
                 )
                 self._manager.wait_until_finished()
-                manifest = {"format": FORMAT, "step": step, "files": folder_manifest(folder)}
-                _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+                distributed.barrier(f"genjax-saved-{step}")
+                if distributed.is_writer():
+                    manifest = {"format": FORMAT, "step": step, "files": folder_manifest(folder)}
+                    _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+                distributed.barrier(f"genjax-manifest-{step}")
             except Exception as err:  # orbax and tensorstore wrap OS errors in their own types
                 self._discard_partial(step)
                 kept = [s for s in self.all_steps() if s != step]
@@ -189,6 +202,8 @@ class Checkpointer:
     def _discard_partial(self, step: int) -> None:
         """Removes what a failed save of ``step`` left: orbax's temporary folder or a
         folder without a manifest (an incomplete checkpoint holds nothing to keep)."""
+        if not distributed.is_writer():
+            return
         for path in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
             shutil.rmtree(path, ignore_errors=True)
         folder = self.directory / str(step)
@@ -328,9 +343,18 @@ class Checkpointer:
                 if check_record is not None:
                     check_record(record)
                 self._check_layout(step, template)
-                return self._restore_state(step, template, record), record
+                state = self._restore_state(step, template, record)
+                damage = None
             except DamagedCheckpointError as err:
-                self._set_aside(step, err)
+                damage = err
+            distributed.check_same_everywhere(
+                {"step": step, "damaged": damage is not None},
+                f"checkpoint {step} in {self.directory}",
+                "they read different bytes; is --workdir on a filesystem every process shares?",
+            )
+            if damage is None:
+                return state, record
+            self._set_aside(step, damage)
         damaged = self.quarantined()
         if not damaged or from_scratch:
             return None

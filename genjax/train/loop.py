@@ -201,7 +201,7 @@ def train(
                 metrics.write({"step": done, **record})
         if checkpointer is not None and (done % checkpoint_every == 0 or done == num_steps):
             wall = earlier_wall_time + time.perf_counter() - start_time
-            checkpointer.save(train_step.fetch_state(dev_state), {**(metadata or {}), "train_wall_time_s": wall})
+            checkpointer.save(train_step.checkpoint_state(dev_state), {**(metadata or {}), "train_wall_time_s": wall})
     bar.close()
     return TrainResult(
         state=train_step.fetch_state(dev_state),

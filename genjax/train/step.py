@@ -13,10 +13,12 @@ one step does:
 Both become the pure ``update(state, batch, keys) -> (state, metrics)``, which the back
 ends compile:
 
-* ``"jit"``: one program over a 1D device mesh (axis ``"data"``): the batch is split
-  along it with ``NamedSharding`` and the state is replicated; XLA inserts the gradient
-  all-reduce. On one device this is the plain single-device step; it is the path that
-  scales to multi-host pods.
+* ``"jit"``: one program over the training mesh (axes ``"data"`` and ``"fsdp"``, see
+  ``genjax.sharding``): the batch is split over every device with ``NamedSharding``, the
+  state is replicated (``fsdp=1``) or its large leaves split ``fsdp`` ways, and XLA
+  inserts the gradient all-reduce (or the gathers and reduce-scatters). On one device
+  this is the plain single-device step; on several processes (``jax.distributed``) each
+  one passes its own rows of the batch. It is the path that scales to multi-host pods.
 * ``"pmap"``: the classic data-parallel step, one replica per device, gradients averaged
   with ``lax.pmean``.
 
@@ -38,7 +40,9 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from genjax.sharding import DATA_AXIS, data_mesh
+from genjax import sharding
+from genjax.distributed import fetch_global
+from genjax.sharding import DATA_AXIS
 from genjax.train.state import TrainState
 from genjax.types import Batch, MeanOverReplicas, Metrics, UpdateFn
 
@@ -216,7 +220,10 @@ class TrainStep:
         key, ``state`` must be in the back end's layout (see ``place_state``). The state
         argument is donated.
       place_state: puts a host state in the back end's layout.
-      fetch_state: returns a single, host-side copy of a state in that layout.
+      fetch_state: returns a single, host-side copy of a state in that layout (every
+        process gets the whole state; every process must call it).
+      checkpoint_state: what ``Checkpointer.save`` is given: the global arrays under
+        ``jit`` (each process writes its own shards), a host copy under ``pmap``.
       place_batch: puts a global (or, multi-host, process-local) numpy batch in place.
     """
 
@@ -225,6 +232,7 @@ class TrainStep:
     step: Callable[[TrainState, Batch, jax.Array], tuple[TrainState, Metrics]]
     place_state: Callable[[TrainState], TrainState]
     fetch_state: Callable[[TrainState], TrainState]
+    checkpoint_state: Callable[[TrainState], TrainState]
     place_batch: Callable[[Batch], Batch]
 
 
@@ -241,13 +249,19 @@ def build_train_step(
     *,
     parallel: str = "jit",
     devices: Sequence[jax.Device] | None = None,
+    fsdp: int = 1,
+    fsdp_min_size: int = sharding.FSDP_MIN_SIZE,
 ) -> TrainStep:
     """Compiles the training step of ``update`` for a back end; see the module docstring.
 
     Args:
       update: a ``LossUpdate`` or a ``MultiPlayerUpdate``.
       parallel: ``"jit"`` or ``"pmap"``.
-      devices: devices to use (default: all of ``jax.devices()``).
+      devices: devices to use (default: all of ``jax.devices()``, over every process).
+      fsdp: ``"jit"`` only: how many devices share each large leaf of the state (1:
+        replicated); must divide the device count.
+      fsdp_min_size: leaves with fewer elements stay replicated (see
+        ``genjax.sharding.leaf_spec``).
 
     Returns:
       A ``TrainStep``.
@@ -258,27 +272,34 @@ def build_train_step(
         raise ValueError(f"parallel: expected one of {BACKENDS}, got {parallel!r}")
     devices = tuple(jax.devices() if devices is None else devices)
     if parallel == "jit":
-        return _build_jit(update, devices)
+        return _build_jit(update, devices, fsdp, fsdp_min_size)
+    if fsdp != 1:
+        raise ValueError(f"fsdp: parameter sharding needs parallel='jit', got fsdp={fsdp} with parallel='pmap'")
     return _build_pmap(update, devices)
 
 
-def _build_jit(spec: Update, devices: tuple[jax.Device, ...]) -> TrainStep:
-    mesh = data_mesh(devices)
+def _to_global(host: Any, shardings: Any) -> Any:
+    """Places host arrays that every process holds alike as global arrays; each process
+    supplies only the shards of its own devices."""
+    return jax.tree.map(lambda x, s: jax.make_array_from_callback(np.shape(x), s, lambda idx: np.asarray(x)[idx]), host, shardings)
+
+
+def _build_jit(spec: Update, devices: tuple[jax.Device, ...], fsdp: int, min_size: int) -> TrainStep:
+    mesh = sharding.train_mesh(devices, fsdp)
+    batch_sharding = sharding.batch_sharding(mesh)
     replicated = NamedSharding(mesh, P())
-    batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
     update = spec.build(_identity)
 
     def step(state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
         global_batch = jax.tree.leaves(batch)[0].shape[0]
         keys = jax.lax.with_sharding_constraint(example_keys(key, state.step, global_batch), batch_sharding)
-        return update(state, batch, keys)
+        new_state, metrics = update(state, batch, keys)
+        new_state = jax.lax.with_sharding_constraint(new_state, sharding.state_shardings(new_state, mesh, min_size))
+        return new_state, jax.lax.with_sharding_constraint(metrics, replicated)
 
-    compiled = jax.jit(
-        step,
-        in_shardings=(replicated, batch_sharding, replicated),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
-    )
+    # The state's layout comes from its arrays (``place_state``) and is pinned inside the
+    # step, so the step needs no in_shardings and keeps the layout from call to call.
+    compiled = jax.jit(step, donate_argnums=0)
 
     def place_batch(batch: Batch) -> Batch:
         check_global_batch(jax.tree.leaves(batch)[0].shape[0] * jax.process_count(), len(devices))
@@ -286,12 +307,17 @@ def _build_jit(spec: Update, devices: tuple[jax.Device, ...]) -> TrainStep:
             return jax.device_put(batch, batch_sharding)
         return jax.tree.map(lambda x: jax.make_array_from_process_local_data(batch_sharding, x), batch)
 
+    def place_state(state: TrainState) -> TrainState:
+        host = fetch_global(state)
+        return _to_global(host, sharding.state_shardings(host, mesh, min_size))
+
     return TrainStep(
         backend="jit",
         devices=devices,
         step=compiled,
-        place_state=lambda s: jax.device_put(jax.device_get(s), replicated),
-        fetch_state=jax.device_get,
+        place_state=place_state,
+        fetch_state=fetch_global,
+        checkpoint_state=lambda s: s,
         place_batch=place_batch,
     )
 
@@ -321,6 +347,9 @@ def _build_pmap(spec: Update, devices: tuple[jax.Device, ...]) -> TrainStep:
     # the first and later steps see the same input type and the step is traced once.
     to_layout = jax.pmap(lambda s: s, axis_name=DATA_AXIS, devices=devices)
 
+    def fetch_first(state: TrainState) -> TrainState:
+        return jax.device_get(jax.tree.map(lambda x: x[0], state))
+
     def place_state(state: TrainState) -> TrainState:
         host = jax.device_get(state)
         return to_layout(jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (local_devices,) + np.shape(x)), host))
@@ -330,6 +359,7 @@ def _build_pmap(spec: Update, devices: tuple[jax.Device, ...]) -> TrainStep:
         devices=devices,
         step=mapped,
         place_state=place_state,
-        fetch_state=lambda s: jax.device_get(jax.tree.map(lambda x: x[0], s)),
+        fetch_state=fetch_first,
+        checkpoint_state=fetch_first,
         place_batch=place_batch,
     )
