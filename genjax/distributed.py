@@ -159,7 +159,9 @@ def rendezvous(coordinator: str, num_processes: int, process_id: int, timeout_s:
             break
         except OSError:
             if time.monotonic() > deadline:
-                raise DistributedError(f"--coordinator: nothing answered at {coordinator} within {timeout_s:g} s; start process 0 there (or fix the address)") from None
+                raise DistributedError(
+                    f"--coordinator: nothing answered at {coordinator} within {timeout_s:g} s; start process 0 there (or fix the address)"
+                ) from None
             time.sleep(0.25)
     if answer != "ok":
         raise DistributedError(answer or f"--coordinator: process 0 at {coordinator} closed the connection without an answer")

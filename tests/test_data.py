@@ -665,3 +665,73 @@ def test_batcher_step_and_transform_errors():
 
 def test_batching_module_constants():
     assert batching.TRANSFORM_SALT == 0x5EED
+
+
+class _CountingSource(list):
+    """A random-access source that records which indices were read."""
+
+    def __init__(self, records):
+        super().__init__(records)
+        self.read = []
+
+    def __getitems__(self, keys):
+        self.read.extend(keys)
+        return [self[k] for k in keys]
+
+
+def _flip_half(batch, rng):
+    flip = rng.random(len(batch["image"])) < 0.5
+    return {**batch, "image": np.where(flip[:, None], -batch["image"], batch["image"])}
+
+
+def _records(num=50):
+    return [{"image": np.full(3, i, np.float32), "label": i} for i in range(num)]
+
+
+def _read(records):
+    return {"image": np.stack([r["image"] for r in records]), "label": np.array([r["label"] for r in records])}
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_source_batcher_processes_read_only_their_rows_and_together_make_the_one_process_batch(count):
+    one = batching.SourceBatcher(_records(), _read, 8, seed=3, transform=_flip_half, process_index=0, process_count=1)
+    sources = [_CountingSource(_records()) for _ in range(count)]
+    parts = [batching.SourceBatcher(sources[i], _read, 8, seed=3, transform=_flip_half, process_index=i, process_count=count) for i in range(count)]
+    for step in (0, 5, 6, 13):  # 6 steps per epoch: these cross two epochs
+        whole = one.batch(step)
+        joined = [p.batch(step) for p in parts]
+        for name in ("image", "label"):
+            np.testing.assert_array_equal(np.concatenate([j[name] for j in joined]), whole[name])
+    for i, (part, source) in enumerate(zip(parts, sources, strict=True)):
+        expected = np.concatenate([part.local_indices(s) for s in (0, 5, 6, 13)])
+        assert source.read == expected.tolist() and len(source.read) == 4 * 8 // count, f"process {i} read other rows"
+    # The example order is the in-memory Batcher's, and the flips really happen.
+    arrays = _read(_records())
+    memory = batching.Batcher(arrays, 8, seed=3, process_index=0, process_count=1)
+    np.testing.assert_array_equal(one.local_indices(13), memory.global_indices(13))
+    assert (one.batch(0)["image"] < 0).any() and (one.batch(0)["image"] >= 0).any()
+
+
+def test_source_batcher_errors():
+    with pytest.raises(ValueError, match="source: expected at least one record"):
+        batching.SourceBatcher([], _read, 2, seed=0)
+    with pytest.raises(ValueError, match="batch_size: expected a multiple of process_count=4, got 6"):
+        batching.SourceBatcher(_records(), _read, 6, seed=0, process_index=0, process_count=4)
+    with pytest.raises(ValueError, match="process_index: expected an int in \\[0, 2\\), got 2"):
+        batching.SourceBatcher(_records(), _read, 4, seed=0, process_index=2, process_count=2)
+    bad = batching.SourceBatcher(_records(), lambda records: {"image": np.zeros((1, 3))}, 4, seed=0)
+    with pytest.raises(ValueError, match="read: expected it to return arrays with 4 rows"):
+        bad.batch(0)
+
+
+def test_tfds_training_data_is_streamed_per_process(mock_cifar10):
+    from genjax import experiment
+    from genjax.experiment.base import train_batcher
+
+    config = experiment.load_config("experiments/ddpm_cifar10/config.py:smoke")
+    with mock_cifar10(16):
+        batcher = train_batcher(config)
+        batch = batcher.batch(1)
+        reference = datasets.load_dataset("cifar10", "train", source="tfds")
+    assert isinstance(batcher, batching.SourceBatcher) and batch["image"].shape == (8, 32, 32, 3)
+    np.testing.assert_array_equal(batch["image"], reference.images[batcher.local_indices(1)])

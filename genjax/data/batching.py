@@ -11,7 +11,7 @@ processes share it.
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -63,12 +63,34 @@ def _check_batch_size(batch_size: int, num: int, process_count: int) -> None:
         raise ValueError(f"batch_size: expected a multiple of process_count={process_count}, got {batch_size}")
 
 
-def _check_transformed(batch: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-    """Checks that a transform kept the global batch's leading size."""
+def _check_transformed(batch: Mapping[str, np.ndarray], rows: int, what: str = "transform") -> dict[str, np.ndarray]:
+    """Checks that a transform (or a source's ``read``) returned ``rows`` rows."""
     sizes = {name: np.shape(array)[0] if np.ndim(array) else None for name, array in batch.items()}
     if any(size != rows for size in sizes.values()):
-        raise ValueError(f"transform: expected it to return arrays with {rows} rows, got leading sizes {sizes}")
+        raise ValueError(f"{what}: expected it to return arrays with {rows} rows, got leading sizes {sizes}")
     return dict(batch)
+
+
+def epoch_order(seed: int, epoch: int, num: int, shuffle: bool = True) -> np.ndarray:
+    """The example order of an epoch: ``default_rng([seed, epoch]).permutation(num)``, or
+    ``arange(num)`` without shuffling."""
+    if not shuffle:
+        return np.arange(num)
+    return np.random.default_rng([seed, epoch]).permutation(num)
+
+
+def global_indices(step: int, seed: int, num: int, batch_size: int, shuffle: bool = True) -> np.ndarray:
+    """The example indices of the global batch at ``step``: block ``step % (num //
+    batch_size)`` of the order of epoch ``step // (num // batch_size)``.
+
+    Raises:
+        ValueError: If ``step`` is not a non-negative int.
+    """
+    if not _is_int(step) or step < 0:
+        raise ValueError(f"step: expected a non-negative int, got {step!r}")
+    epoch, position = divmod(int(step), num // batch_size)
+    start = position * batch_size
+    return epoch_order(seed, epoch, num, shuffle)[start : start + batch_size]
 
 
 class Batcher:
@@ -165,9 +187,7 @@ class Batcher:
             int64 ``[N]``: a permutation from ``default_rng([seed, epoch])``, or
             ``arange(N)`` when ``shuffle`` is False.
         """
-        if not self.shuffle:
-            return np.arange(self._num)
-        return np.random.default_rng([self.seed, epoch]).permutation(self._num)
+        return epoch_order(self.seed, epoch, self._num, self.shuffle)
 
     def global_indices(self, step: int) -> np.ndarray:
         """Returns the example indices of the global batch at ``step``.
@@ -181,11 +201,7 @@ class Batcher:
         Raises:
             ValueError: If ``step`` is not a non-negative int.
         """
-        if not _is_int(step) or step < 0:
-            raise ValueError(f"step: expected a non-negative int, got {step!r}")
-        epoch, position = divmod(int(step), self.steps_per_epoch)
-        start = position * self._batch_size
-        return self.epoch_order(epoch)[start : start + self._batch_size]
+        return global_indices(step, self.seed, self._num, self._batch_size, self.shuffle)
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """Returns this process's part of the batch at ``step``.
@@ -226,6 +242,109 @@ class Batcher:
         while True:
             yield self.batch(step)
             step += 1
+
+
+Reader = Callable[[Sequence[Any]], dict[str, np.ndarray]]
+"""Turns a list of records of a source into a dict of arrays with one row per record."""
+
+
+class SourceBatcher:
+    """Deterministic batches read from a random-access source, each process reading only
+    its own rows.
+
+    The per-process data pipeline of multi-host runs on datasets too large to hold in
+    every process (a tfds array_record data source, ``tfds.data_source``): the global
+    batch at ``step`` has the example indices of :class:`Batcher` (same seed, same
+    permutation), and process ``i`` of ``n`` reads only the records of rows ``[i B / n,
+    (i + 1) B / n)`` of it. The batch is a pure function of ``(step, process)``, so a
+    resumed run needs no iterator state: the step in its checkpoint is the data position.
+
+    Unlike :class:`Batcher`, whose transform sees the whole global batch, the transform
+    here runs on each example alone with its own generator ``default_rng([seed, step,
+    0x5EED, row])`` (``row`` its position in the global batch): a process can then apply
+    it to its own rows, and the data a model sees does not depend on the process count.
+
+    Attributes:
+        source: The records: ``len(source)`` and ``source[i]`` (or ``__getitems__``).
+        read: Turns a list of records into arrays, e.g. decoding and scaling images.
+        seed, shuffle, transform, process_index, process_count: as for :class:`Batcher`.
+    """
+
+    def __init__(
+        self,
+        source: Sequence[Any],
+        read: Reader,
+        batch_size: int,
+        seed: int,
+        *,
+        shuffle: bool = True,
+        transform: Transform | None = None,
+        process_index: int | None = None,
+        process_count: int | None = None,
+    ) -> None:
+        """Validates the arguments (see :class:`Batcher`; ``batch_size`` is global).
+
+        Raises:
+            ValueError: Naming the argument, what was expected and what was given.
+        """
+        num = len(source)
+        if num == 0:
+            raise ValueError("source: expected at least one record, got an empty source")
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+        _check_processes(process_index, process_count)
+        _check_batch_size(batch_size, num, process_count)
+        if not _is_int(seed) or seed < 0:
+            raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+        self.source = source
+        self.read = read
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.transform = transform
+        self.process_index = int(process_index)
+        self.process_count = int(process_count)
+        self._batch_size = int(batch_size)
+        self._num = num
+
+    @property
+    def num_examples(self) -> int:
+        """N, the number of records."""
+        return self._num
+
+    @property
+    def local_batch_size(self) -> int:
+        """Rows of each batch this process returns."""
+        return self._batch_size // self.process_count
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """``N // batch_size``: full batches per pass over the data."""
+        return self._num // self._batch_size
+
+    def local_indices(self, step: int) -> np.ndarray:
+        """The record indices this process reads at ``step``."""
+        local = self.local_batch_size
+        start = self.process_index * local
+        return global_indices(step, self.seed, self._num, self._batch_size, self.shuffle)[start : start + local]
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """Reads and returns this process's rows of the batch at ``step``.
+
+        Raises:
+            ValueError: If ``step`` is not a non-negative int, or ``read`` or the transform
+                returns arrays of another number of rows.
+        """
+        keys = [int(i) for i in self.local_indices(step)]
+        records = self.source.__getitems__(keys) if hasattr(self.source, "__getitems__") else [self.source[k] for k in keys]
+        batch = _check_transformed(self.read(records), len(keys), "read")
+        if self.transform is None:
+            return batch
+        first_row = self.process_index * self.local_batch_size
+        rows = []
+        for r in range(len(keys)):
+            rng = np.random.default_rng([self.seed, int(step), TRANSFORM_SALT, first_row + r])
+            rows.append(_check_transformed(self.transform({k: v[r : r + 1] for k, v in batch.items()}, rng), 1))
+        return {k: np.concatenate([row[k] for row in rows]) for k in batch}
 
 
 def map_batches(

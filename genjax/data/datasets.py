@@ -249,9 +249,25 @@ def _load_offline_mnist(split: str, data_dir: str | os.PathLike[str] | None) -> 
 
 
 def _load_tfds(name: str, split_arg: str, data_dir: str | os.PathLike[str] | None, download: bool) -> ArrayDataset:
+    return records_to_dataset(get_spec(name), open_tfds_source(name, split_arg, data_dir=data_dir, download=download))
+
+
+def open_tfds_source(name: str, split_arg: str, *, data_dir: str | os.PathLike[str] | None = None, download: bool = True) -> Sequence[Mapping[str, Any]]:
+    """A tfds array_record data source of one split: random access, nothing read yet.
+
+    Args:
+        name: One of :data:`DATASETS`.
+        split_arg: The tfds split string (see :func:`tfds_split`).
+        data_dir: The tfds data directory (default tfds's own).
+        download: Prepare the dataset if it is not yet built.
+
+    Raises:
+        FileNotFoundError: The dataset is not prepared and ``download`` is False.
+        ValueError: tfds cannot read that split.
+    """
     import tensorflow_datasets as tfds  # Imported lazily: it is slow to import.
 
-    spec = get_spec(name)
+    get_spec(name)
     # array_record is forced because tfds.data_source only defaults to it when no
     # data_dir is given, and the other formats have no random-access reader.
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
@@ -262,10 +278,23 @@ def _load_tfds(name: str, split_arg: str, data_dir: str | os.PathLike[str] | Non
             )
         _prepare(builder, name)
     try:
-        source = builder.as_data_source(split=split_arg)
+        return builder.as_data_source(split=split_arg)
     except ValueError as err:
         raise ValueError(f"split: tfds cannot read split {split_arg!r} of {name!r} from {builder.data_dir}: {err}") from err
-    return records_to_dataset(spec, source)
+
+
+def read_records(spec: DatasetSpec, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Decodes tfds-style records (``{"image": uint8 [H, W, C], "label": int}``) into
+    ``{"image": float32 in [0, 1]}``, with int32 ``"label"`` when the dataset has labels.
+
+    Raises:
+        ValueError: If a record's image has the wrong shape or dtype.
+    """
+    images = np.stack([_check_record_image(spec, r["image"]) for r in records]) if records else np.empty((0, *spec.image_shape), np.uint8)
+    batch = {"image": images.astype(np.float32) / np.float32(spec.pixel_max)}
+    if spec.num_classes is not None:
+        batch["label"] = np.asarray([r["label"] for r in records], dtype=np.int32)
+    return batch
 
 
 def _prepare(builder: Any, name: str) -> None:
@@ -299,17 +328,14 @@ def records_to_dataset(spec: DatasetSpec, source: Sequence[Mapping[str, Any]]) -
         ValueError: If a record's image has the wrong shape or dtype.
     """
     num = len(source)
-    images = np.empty((num, *spec.image_shape), dtype=np.uint8)
-    labels = np.empty((num,), dtype=np.int32) if spec.num_classes is not None else None
+    chunks = []
     for start in range(0, num, _READ_CHUNK):
         keys = list(range(start, min(start + _READ_CHUNK, num)))
-        records = source.__getitems__(keys) if hasattr(source, "__getitems__") else [source[k] for k in keys]
-        for key, record in zip(keys, records, strict=True):
-            images[key] = _check_record_image(spec, record["image"])
-            if labels is not None:
-                labels[key] = record["label"]
-    scaled = images.astype(np.float32) / np.float32(spec.pixel_max)
-    return ArrayDataset(images=scaled, labels=labels)
+        chunks.append(read_records(spec, source.__getitems__(keys) if hasattr(source, "__getitems__") else [source[k] for k in keys]))
+    if not chunks:
+        chunks.append(read_records(spec, []))
+    arrays = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    return ArrayDataset(images=arrays["image"], labels=arrays.get("label"))
 
 
 def _check_record_image(spec: DatasetSpec, image: Any) -> np.ndarray:

@@ -12,7 +12,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from genjax.data import ArrayDataset, binarize, load_dataset, map_batches
+from genjax.data import ArrayDataset, Batcher, SourceBatcher, binarize, load_dataset, map_batches
+from genjax.data.batching import Transform
+from genjax.data.datasets import get_spec, open_tfds_source, read_records, tfds_split
 from genjax.keys import EVAL_BINARIZATION, check_seed, numpy_rng
 from genjax.train.optim import make_optimizer
 from genjax.train.state import TrainState, create_train_state
@@ -138,6 +140,36 @@ def load_split(config: ml_collections.ConfigDict, split: str) -> ArrayDataset:
         labels = None if any(p.labels is None for p in parts) else np.concatenate([p.labels for p in parts])
         return ArrayDataset(images=np.concatenate([p.images for p in parts]), labels=labels)
     return load_dataset(data.name, split, source=data.source, data_dir=data.data_dir or None)
+
+
+def train_batcher(
+    config: ml_collections.ConfigDict,
+    *,
+    transform: Transform | None = None,
+    prepare: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+    batch_size: int | None = None,
+) -> Batcher | SourceBatcher:
+    """The training batches of a config, ``{"image": ...}`` per step, for this process.
+
+    A tfds dataset (``data.source = "tfds"``) is streamed: each process reads only the
+    records of its own rows of every batch from the array_record data source
+    (``SourceBatcher``). Other sources, and the ``train+valid`` split, are held in memory
+    (``Batcher``).
+
+    Args:
+      config: the run's config (``data.*``, ``seed``, ``train.batch_size``).
+      transform: the random augmentation (binarisation, flips).
+      prepare: a deterministic map of the decoded images (e.g. to the model's scale).
+      batch_size: the global batch, default ``train.batch_size``.
+    """
+    data = config.data
+    size = config.train.batch_size if batch_size is None else batch_size
+    keep_image = prepare or (lambda batch: batch)
+    if data.source == "tfds" and data.train_split != "train+valid":
+        spec = get_spec(data.name)
+        source = open_tfds_source(data.name, tfds_split(data.name, data.train_split), data_dir=data.data_dir or None)
+        return SourceBatcher(source, lambda records: keep_image({"image": read_records(spec, records)["image"]}), size, config.seed, transform=transform)
+    return Batcher(keep_image({"image": load_split(config, data.train_split).images}), size, config.seed, transform=transform)
 
 
 def binarizer(mode: str) -> Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]] | None:

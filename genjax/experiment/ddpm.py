@@ -14,8 +14,8 @@ import numpy as np
 
 from genjax import samplers as samplers_lib
 from genjax import viz
-from genjax.data import Batcher, map_batches
-from genjax.experiment.base import Experiment, check_common, load_split, loss_update
+from genjax.data import map_batches
+from genjax.experiment.base import Experiment, check_common, load_split, loss_update, train_batcher
 from genjax.experiment.base import image_shape as shape_of_images
 from genjax.experiment.config import base_config
 from genjax.metrics import bits_per_dim
@@ -280,9 +280,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         # The training set is loaded on first use, so that `genjax info` (parameter
         # count) and sampling from a checkpoint never need the dataset.
         if "batcher" not in cache:
-            train_images = diff.to_model_scale(load_split(config, config.data.train_split).images)
             transform = flip_transform if config.data.random_flip else None
-            cache["batcher"] = Batcher({"image": train_images}, config.train.batch_size, config.seed, transform=transform)
+            cache["batcher"] = train_batcher(config, transform=transform, prepare=lambda b: {"image": diff.to_model_scale(b["image"])})
         return cache["batcher"].batch(step)
 
     def test_images() -> np.ndarray:

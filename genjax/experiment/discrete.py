@@ -20,8 +20,7 @@ import ml_collections
 import numpy as np
 
 from genjax import viz
-from genjax.data import Batcher
-from genjax.experiment.base import Experiment, batched_mean, binarizer, check_common, eval_images, image_shape, load_split, loss_update
+from genjax.experiment.base import Experiment, batched_mean, binarizer, check_common, eval_images, image_shape, loss_update, train_batcher
 from genjax.experiment.config import base_config
 from genjax.models import gumbel
 from genjax.types import Params
@@ -139,8 +138,7 @@ def build_discrete_vae(config: ml_collections.ConfigDict) -> Experiment:
     shape = image_shape(config)
     model = gumbel.DiscreteVAE(latent=_latent(m), data_dim=int(np.prod(shape)), hidden=tuple(m.hidden), activation=m.activation)
     est_config = estimator_config(m)
-    train_images = load_split(config, config.data.train_split).images
-    batcher = Batcher({"image": train_images}, config.train.batch_size, config.seed, transform=binarizer(config.data.binarize))
+    batcher = train_batcher(config, transform=binarizer(config.data.binarize))
     test_images = _TestImages(config)
     ev = config.eval
     elbo_fns = {
@@ -190,8 +188,7 @@ def build_sbn(config: ml_collections.ConfigDict) -> Experiment:
     half = h * w // 2
     model = gumbel.SBN(latent=_latent(m), num_layers=m.num_layers, in_dim=half, out_dim=half)
     est_config = estimator_config(m)
-    train_images = load_split(config, config.data.train_split).images
-    batcher = Batcher({"image": train_images}, config.train.batch_size, config.seed, transform=binarizer(config.data.binarize))
+    batcher = train_batcher(config, transform=binarizer(config.data.binarize))
     test_images = _TestImages(config)
     ev = config.eval
     if ev.chunk <= 0:

@@ -24,9 +24,9 @@ import ml_collections
 import numpy as np
 
 from genjax import viz
-from genjax.data import Batcher, map_batches
+from genjax.data import Batcher, SourceBatcher, map_batches
 from genjax.data.toy2d import TOY_2D, sample_toy2d, toy2d_mode_std, toy2d_modes
-from genjax.experiment.base import Experiment, check_common, image_shape, load_split, local_slice
+from genjax.experiment.base import Experiment, check_common, image_shape, load_split, local_slice, train_batcher
 from genjax.experiment.config import base_config
 from genjax.keys import TOY_DATA, stream
 from genjax.metrics.parzen import parzen_log_likelihood
@@ -191,6 +191,11 @@ def critic_surface(critic_fn: Callable[[jax.Array], jax.Array], lim: float, num:
     return xx, yy, values
 
 
+def _to_model_scale(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Images from [0, 1] to the generator's tanh range [-1, 1]."""
+    return {"image": (batch["image"] * 2.0 - 1.0).astype(np.float32)}
+
+
 def build(config: ml_collections.ConfigDict) -> Experiment:
     """The GAN family; see the module docstring. ``Experiment.model`` is a ``GANModel``."""
     data_shape = _check_config(config)
@@ -211,10 +216,9 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
             cache[split] = images
         return cache[split]
 
-    def batcher() -> Batcher:
+    def batcher() -> Batcher | SourceBatcher:
         if "batcher" not in cache:
-            images = split_images(config.data.train_split) * 2.0 - 1.0
-            cache["batcher"] = Batcher({"image": images.astype(np.float32)}, batch_size * n_critic, config.seed)
+            cache["batcher"] = train_batcher(config, prepare=_to_model_scale, batch_size=batch_size * n_critic)
         return cache["batcher"]
 
     def batches(step: int) -> dict[str, np.ndarray]:

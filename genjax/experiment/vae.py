@@ -11,8 +11,7 @@ import ml_collections
 import numpy as np
 
 from genjax import viz
-from genjax.data import Batcher
-from genjax.experiment.base import Experiment, batched_mean, binarizer, check_common, eval_images, image_shape, load_split, loss_update
+from genjax.experiment.base import Experiment, batched_mean, binarizer, check_common, eval_images, image_shape, loss_update, train_batcher
 from genjax.experiment.config import base_config
 from genjax.models import vae as vae_lib
 from genjax.types import Params
@@ -63,8 +62,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         likelihood=m.likelihood,
         activation=m.activation,
     )
-    train_images = load_split(config, config.data.train_split).images
-    batcher = Batcher({"image": train_images}, config.train.batch_size, config.seed, transform=binarizer(config.data.binarize))
+    batcher = train_batcher(config, transform=binarizer(config.data.binarize))
     eval_cache: dict[str, np.ndarray] = {}
 
     def test_images() -> np.ndarray:
