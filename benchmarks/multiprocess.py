@@ -5,7 +5,8 @@ own simulated CPU devices (``JAX_NUM_CPU_DEVICES``) and the ``--coordinator``,
 ``--num-processes`` and ``--process-id`` flags of ``jax.distributed``; the tests use it
 (``tests/test_distributed.py``). Run as a script, it measures what the processes cost:
 the same training run as 1 process x 2 devices and as 2 processes x 1 device, reporting
-the median step rate of each from ``metrics.jsonl``.
+the median step rate of each from ``metrics.jsonl`` and how far the two runs' logged
+losses and final evaluation differ (float32 round-off is expected).
 
 Usage::
 
@@ -91,8 +92,17 @@ def run(argv: Sequence[str], *, num_processes: int, devices_per_process: int, ti
     return wait_all(launch(argv, num_processes=num_processes, devices_per_process=devices_per_process), timeout_s)
 
 
+def _rows(workdir: pathlib.Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _max_rel_diff(a: Sequence[float], b: Sequence[float]) -> float:
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-12)))
+
+
 def _step_rate(workdir: pathlib.Path, skip: int) -> dict[str, float]:
-    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    rows = _rows(workdir)
     times = np.array([r["step_time_s"] for r in rows if r["step"] > skip])
     return {"median_step_s": float(np.median(times)), "steps_per_s": float(1.0 / np.median(times)), "logged_steps": len(times)}
 
@@ -112,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "--config.eval.num_examples=100",
     ]
     records: list[dict[str, Any]] = []
+    runs: list[tuple[list[float], dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for num_processes, devices in ((1, 2), (2, 1)):
             workdir = pathlib.Path(tmp) / f"p{num_processes}x{devices}"
@@ -127,14 +138,26 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{num_processes} process(es) x {devices} device(s): {record['steps_per_s']:.1f} steps/s (median step {record['median_step_s'] * 1e3:.2f} ms), {wall:.1f} s in all"
             )
+            losses = [r["loss"] for r in _rows(workdir)]
+            final = {k: v for k, v in json.loads((workdir / "eval.json").read_text()).items() if isinstance(v, float) and "time" not in k}
+            runs.append((losses, final))
     ratio = records[1]["steps_per_s"] / records[0]["steps_per_s"]
+    agreement = {
+        "logged_steps": len(runs[0][0]),
+        "max_rel_loss_diff": _max_rel_diff(runs[1][0], runs[0][0]),
+        "max_rel_eval_diff": _max_rel_diff([runs[1][1][k] for k in sorted(runs[0][1])], [runs[0][1][k] for k in sorted(runs[0][1])]),
+    }
     print(f"2 processes x 1 device run at {ratio:.2f}x the steps/s of 1 process x 2 devices")
+    print(
+        f"losses of the {agreement['logged_steps']} steps differ by at most {agreement['max_rel_loss_diff']:.2g} (relative); evaluation by {agreement['max_rel_eval_diff']:.2g}"
+    )
     if args.out:
         report = {
             "config": args.config,
             "steps": args.steps,
             "records": records,
             "ratio_2x1_over_1x2": ratio,
+            "agreement": agreement,
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         }
         pathlib.Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

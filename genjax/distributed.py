@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -63,6 +65,25 @@ def check_process_args(coordinator: str | None, num_processes: int | None, proce
         raise ValueError(f"--process-id: expected an int in [0, {num_processes}), got {process_id}")
 
 
+def detected_cluster(environ: Mapping[str, str] | None = None) -> str | None:
+    """The multi-process launcher this process was started by, from its environment.
+
+    ``"slurm"`` inside an ``srun`` step of more than one task (``SLURM_STEP_NUM_TASKS``),
+    ``"tpu"`` on a Cloud TPU VM of a multi-host slice (``TPU_WORKER_HOSTNAMES`` names
+    several hosts); None otherwise. In those two cases ``initialize`` connects the
+    processes without flags, as ``jax.distributed.initialize()`` detects them.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        if int(env.get("SLURM_STEP_NUM_TASKS", "1")) > 1:
+            return "slurm"
+    except ValueError:
+        pass
+    if len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h.strip()]) > 1:
+        return "tpu"
+    return None
+
+
 def initialize(
     coordinator: str | None = None,
     num_processes: int | None = None,
@@ -74,8 +95,9 @@ def initialize(
     """Connects this process to the others of its run; call it before any device use.
 
     With the three arguments given, they are passed to ``jax.distributed.initialize``.
-    With ``auto``, JAX detects them itself, as it does on Cloud TPU pod slices, under
-    SLURM and under Open MPI. With neither, the run is one process and nothing happens.
+    With ``auto``, or when ``detected_cluster`` finds an ``srun`` step or a multi-host TPU
+    slice, JAX detects them itself (as it does on Cloud TPU pod slices, under SLURM and
+    under Open MPI). Otherwise the run is one process and nothing happens.
 
     Args:
       coordinator: ``HOST:PORT`` of the coordinator, which process 0 starts.
@@ -94,7 +116,7 @@ def initialize(
     check_process_args(coordinator, num_processes, process_id)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or timeout_s <= 0:
         raise ValueError(f"--distributed-timeout: expected a positive number of seconds, got {timeout_s!r}")
-    if coordinator is None and not auto:
+    if coordinator is None and not auto and detected_cluster() is None:
         return False
     if num_processes == 1:
         return False
@@ -274,6 +296,7 @@ __all__ = [
     "broadcast_int",
     "check_process_args",
     "check_same_everywhere",
+    "detected_cluster",
     "fetch_global",
     "fingerprint",
     "initialize",

@@ -185,3 +185,18 @@ def test_one_process_helpers_are_no_ops():
     distributed.barrier("x")
     assert distributed.fingerprint({"a": 1, "b": 2}) == distributed.fingerprint({"b": 2, "a": 1}) != distributed.fingerprint({"a": 2, "b": 2})
     assert distributed.initialize() is False
+
+
+@pytest.mark.parametrize(
+    ("environ", "cluster"),
+    [
+        ({}, None),
+        ({"SLURM_STEP_NUM_TASKS": "1", "SLURM_JOB_ID": "7"}, None),  # one task, or an sbatch script outside srun
+        ({"SLURM_STEP_NUM_TASKS": "4"}, "slurm"),
+        ({"SLURM_STEP_NUM_TASKS": "x"}, None),
+        ({"TPU_WORKER_HOSTNAMES": "t1k-w-0"}, None),  # a single-host TPU VM
+        ({"TPU_WORKER_HOSTNAMES": "t1k-w-0,t1k-w-1"}, "tpu"),
+    ],
+)
+def test_detected_cluster(environ, cluster):
+    assert distributed.detected_cluster(environ) == cluster
