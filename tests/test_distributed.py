@@ -34,12 +34,21 @@ MP = _module("multiprocess")
 FI = _module("fault_injection")
 
 
-def _train(workdir, config, processes, devices, *overrides, timeout_s=300):
-    argv = ["train", "--config", config, "--workdir", str(workdir), *(f"--config.{o}" for o in overrides)]
-    results = MP.run(argv, num_processes=processes, devices_per_process=devices, timeout_s=timeout_s)
-    for i, (code, _, err) in enumerate(results):
-        assert code == 0, f"process {i} of {processes} exited {code}: {err[-2000:]}"
-    return results
+def _argv(workdir, config, overrides):
+    return ["train", "--config", config, "--workdir", str(workdir), *(f"--config.{o}" for o in overrides)]
+
+
+def _train_together(*runs, timeout_s=300):
+    """Trains several runs ``(workdir, config, processes, devices, overrides)`` at once:
+    XLA compiles on one core, so two runs overlap on two."""
+    launched = [MP.launch(_argv(w, c, o), num_processes=p, devices_per_process=d) for w, c, p, d, o in runs]
+    for (workdir, _, processes, _, _), procs in zip(runs, launched, strict=True):
+        for i, (code, _, err) in enumerate(MP.wait_all(procs, timeout_s)):
+            assert code == 0, f"{workdir.name}: process {i} of {processes} exited {code}: {err[-2000:]}"
+
+
+def _train(workdir, config, processes, devices, *overrides):
+    _train_together((workdir, config, processes, devices, overrides))
 
 
 def _losses(workdir):
@@ -55,8 +64,8 @@ def _params(workdir):
 def vae_runs(tmp_path_factory):
     """The tiny VAE trained as 2 processes x 2 devices, 1 x 4 and 1 x 1."""
     root = tmp_path_factory.mktemp("vae_runs")
-    for processes, devices in ((2, 2), (1, 4), (1, 1)):
-        _train(root / f"{processes}x{devices}", VAE, processes, devices)
+    _train(root / "2x2", VAE, 2, 2)
+    _train_together((root / "1x4", VAE, 1, 4, ()), (root / "1x1", VAE, 1, 1, ()))
     return root
 
 
@@ -79,10 +88,13 @@ def test_two_processes_of_two_devices_match_one_process(other, vae_runs):
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_for_the_tiny_ddpm(tmp_path):
-    fast = ("eval.bpd_examples=0", "eval.sampler_steps=4", "eval.progressive_frames=2")
+    # One level of the UNet (with its attention): the strided conv of a second level
+    # would double the compile time of each of the four processes.
+    fast = ("model.ch_mult=(1,)", "model.attn_resolutions=(8,)", "eval.bpd_examples=0", "eval.sampler_steps=4", "eval.progressive_frames=2")
     _train(tmp_path / "2x2", DDPM, 2, 2, *fast)
-    _train(tmp_path / "1x4", DDPM, 1, 4, *fast)
+    _train_together((tmp_path / "1x4", DDPM, 1, 4, fast), (tmp_path / "1x1", DDPM, 1, 1, fast))
     _assert_same_run(tmp_path / "2x2", tmp_path / "1x4")
+    _assert_same_run(tmp_path / "2x2", tmp_path / "1x1")
 
 
 @pytest.mark.slow
@@ -90,7 +102,7 @@ def test_a_checkpoint_of_two_processes_resumes_in_one(vae_runs, tmp_path):
     # The two-process run and the one-device run both continue to step 30 as one process.
     for name in ("2x2", "1x1"):
         shutil.copytree(vae_runs / name, tmp_path / name)
-        _train(tmp_path / name, VAE, 1, 1, "train.num_steps=30")
+    _train_together(*((tmp_path / name, VAE, 1, 1, ("train.num_steps=30",)) for name in ("2x2", "1x1")))
     assert _losses(tmp_path / "2x2")[0][-1] == 30
     _assert_same_run(tmp_path / "2x2", tmp_path / "1x1")
 
@@ -98,10 +110,10 @@ def test_a_checkpoint_of_two_processes_resumes_in_one(vae_runs, tmp_path):
 @pytest.mark.slow
 def test_killing_one_process_then_restarting_both_resumes_exactly(tmp_path):
     overrides = ("train.num_steps=120", "train.checkpoint_every=20", "train.log_every=10", "train.eval_every=0", "eval.is_samples=0")
-    _train(tmp_path / "straight", VAE, 2, 2, *overrides)
+    # The uninterrupted reference runs beside the run that is killed.
+    straight = MP.launch(_argv(tmp_path / "straight", VAE, overrides), num_processes=2, devices_per_process=2)
     killed = tmp_path / "killed"
-    argv = ["train", "--config", VAE, "--workdir", str(killed), *(f"--config.{o}" for o in overrides)]
-    procs = MP.launch(argv, num_processes=2, devices_per_process=2)
+    procs = MP.launch(_argv(killed, VAE, overrides), num_processes=2, devices_per_process=2)
     deadline = time.time() + 240
     while time.time() < deadline and not (killed / "checkpoints" / "40" / "genjax_manifest.json").is_file():
         time.sleep(0.05)
@@ -111,6 +123,7 @@ def test_killing_one_process_then_restarting_both_resumes_exactly(tmp_path):
     time.sleep(0.5)
     procs[0].send_signal(signal.SIGKILL)
     MP.wait_all(procs, 30)
+    assert [code for code, _, _ in MP.wait_all(straight, 300)] == [0, 0]
     steps = Checkpointer(killed / "checkpoints").all_steps()
     assert steps and steps[-1] < 120, f"the run must be killed before it ends (checkpoints {steps})"
     _train(killed, VAE, 2, 2, *overrides)
