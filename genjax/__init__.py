@@ -13,6 +13,8 @@ model. The subpackages load on first use (``genjax.samplers``, ``genjax.train``,
 * ``genjax.samplers``: the diffusion samplers, their registry and scan skeleton.
 * ``genjax.train``: the update contract, the jit and pmap back ends, the loop, checkpoints.
 * ``genjax.experiment``: configs to runs (``train``, ``evaluate``, ``sample``, ``load_run``).
+* ``genjax.distributed``: multi-process runs on ``jax.distributed`` (start-up, which
+  process writes, cross-process checks).
 * ``genjax.nn``, ``genjax.metrics``, ``genjax.data``, ``genjax.distributions``,
   ``genjax.keys``, ``genjax.types``, ``genjax.sharding``, ``genjax.viz``.
 """
@@ -43,6 +45,7 @@ __version__ = "0.1.0"
 
 SUBMODULES = (
     "data",
+    "distributed",
     "distributions",
     "estimators",
     "experiment",
