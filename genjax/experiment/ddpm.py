@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +55,12 @@ def default_config() -> ml_collections.ConfigDict:
     Adam at 2e-4 with 5000 warm-up steps, gradient clipping at 1, EMA 0.9999, batch 128,
     random flips, 800k steps. ``eval`` adds the sampler for samples and figures and the
     size of the bits/dim evaluation, whose cost is T network evaluations per image.
+
+    ``model.num_classes = K > 0`` makes the model class-conditional for classifier-free
+    guidance (Ho & Salimans 2022, arXiv 2207.12598): the UNet embeds ``K + 1`` labels, the
+    last (``K``) being the learned null condition, labels are dropped to it with
+    probability ``model.cond_drop_prob`` while training, and samples use the guidance
+    scale ``eval.guidance`` (0: the conditional model).
     """
     c = base_config()
     c.model = ml_collections.ConfigDict()
@@ -74,6 +81,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.model.loss = "simple"
     c.model.vlb_weight = 0.001
     c.model.clip_x0 = True
+    c.model.num_classes = 0
+    c.model.cond_drop_prob = 0.1
 
     c.data.name = "cifar10"
     c.data.source = "tfds"
@@ -95,6 +104,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.sampler = "ddpm"
     c.eval.sampler_steps = 1000
     c.eval.eta = 0.0
+    c.eval.guidance = 0.0
     c.eval.bpd_examples = 1000
     c.eval.bpd_batch = 8
     c.eval.t_chunk = 100
@@ -116,6 +126,7 @@ def build_unet(config: ml_collections.ConfigDict, channels: int, diffusion: diff
         attn_resolutions=tuple(m.attn_resolutions),
         dropout=m.dropout,
         num_groups=m.num_groups,
+        num_classes=m.num_classes + 1 if m.num_classes else 0,
         dtype=DTYPES[m.dtype],
     )
 
@@ -135,12 +146,13 @@ def build_diffusion(config: ml_collections.ConfigDict) -> diff.Diffusion:
 
 
 def unet_apply(unet: UNet) -> diff.ApplyFn:
-    """``apply(params, x, t, dropout_key)``: dropout is on exactly when a key is given."""
+    """``apply(params, x, t, dropout_key, y=None)``: dropout is on exactly when a key is
+    given; ``y`` are the class labels of a conditional UNet."""
 
-    def apply(params: Params, x: jax.Array, t: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
+    def apply(params: Params, x: jax.Array, t: jax.Array, dropout_key: jax.Array | None, y: jax.Array | None = None) -> jax.Array:
         if dropout_key is None:
-            return array_apply(unet)(params, x, t, train=False)
-        return array_apply(unet)(params, x, t, train=True, rngs={"dropout": dropout_key})
+            return array_apply(unet)(params, x, t, y, train=False)
+        return array_apply(unet)(params, x, t, y, train=True, rngs={"dropout": dropout_key})
 
     return apply
 
@@ -181,6 +193,32 @@ def denoiser_of(diffusion: diff.Diffusion, apply_fn: diff.ApplyFn) -> Callable[[
     return make
 
 
+def guided_denoiser_of(diffusion: diff.Diffusion, apply_fn: diff.ApplyFn, null_label: int) -> Callable[[Params, dict[str, jax.Array]], samplers_lib.Denoiser]:
+    """``(params, condition) -> denoiser`` of a class-conditional network, guided.
+
+    ``condition`` holds one sample's ``"label"`` (int32 scalar) and, to guide, its
+    ``"guidance"`` scale (float32 scalar): classifier-free guidance
+    (``genjax.samplers.guided``) between that label and ``null_label``, both evaluated in
+    one network call. The scale is data, so one compiled sampler serves every nonzero
+    scale; without it the denoiser is the conditional network alone (``w = 0`` exactly).
+    """
+
+    def make(params: Params, condition: dict[str, jax.Array]) -> samplers_lib.Denoiser:
+        def conditional(x_t: jax.Array, t: jax.Array, label: Any) -> samplers_lib.Prediction:
+            net = samplers_lib.denoiser_from_apply(
+                lambda xb, tb: apply_fn(params, xb, tb, None, y=jnp.broadcast_to(label, tb.shape)),
+                parameterization=diffusion.parameterization,
+                learned_variance=diffusion.learned_variance,
+                alphas_cumprod=diffusion.schedule.alphas_cumprod,
+            )
+            return net(x_t, t)
+
+        null = jnp.asarray(null_label, jnp.int32)
+        return samplers_lib.guided(conditional, condition["label"], null, condition.get("guidance", 0.0))
+
+    return make
+
+
 def make_sample_fn(
     config: ml_collections.ConfigDict,
     diffusion: diff.Diffusion,
@@ -191,27 +229,39 @@ def make_sample_fn(
     steps: int,
     eta: float = 0.0,
     devices: list[jax.Device] | None = None,
-) -> Callable[[Params, jax.Array, int], jax.Array]:
+    null_label: int | None = None,
+) -> Callable[..., jax.Array]:
     """A compiled sampler of the model: ``fn(params, key, num) -> [num, H, W, C]`` in [-1, 1].
 
     It runs on the config's parallel back end; ``num`` is padded up to a multiple of the
     device count and the extra samples dropped (they come from the keys after the
-    first ``num``, so the samples kept do not depend on the device count).
+    first ``num``, so the samples kept do not depend on the device count). With
+    ``null_label`` (a class-conditional model) it is ``fn(params, key, num, labels,
+    guidance)``: ``labels`` int ``[num]``, ``guidance`` the classifier-free guidance scale.
     """
     devices = list(devices or jax.local_devices()[: config.get("num_devices", 0) or None])
+    built = samplers_lib.get_sampler(sampler, **sampler_options(diffusion, sampler, eta))
+    conditional = null_label is not None
     fn = samplers_lib.build_sampler(
-        denoiser_of(diffusion, apply_fn),
+        guided_denoiser_of(diffusion, apply_fn, null_label) if null_label is not None else denoiser_of(diffusion, apply_fn),
         diffusion.schedule.alphas_cumprod,
         image_shape,
-        sampler=samplers_lib.get_sampler(sampler, **sampler_options(diffusion, sampler, eta)),
+        sampler=built,
         steps=steps,
         parallel=config.parallel,
         devices=devices,
+        conditional=conditional,
     )
 
-    def run(params: Params, key: jax.Array, num: int) -> jax.Array:
+    def run(params: Params, key: jax.Array, num: int, labels: Any = None, guidance: float = 0.0) -> jax.Array:
         padded = -(-num // len(devices)) * len(devices)
-        return fn(params, key, padded)[:num]
+        if not conditional:
+            return fn(params, key, padded)[:num]
+        labels = np.concatenate([np.asarray(labels, np.int32), np.zeros(padded - num, np.int32)])
+        conditions = {"label": labels}
+        if guidance:
+            conditions["guidance"] = np.full(padded, guidance, np.float32)
+        return fn(params, key, padded, conditions)[:num]
 
     return run
 
@@ -243,6 +293,29 @@ def make_progressive_fn(
     return run
 
 
+def _with_label(apply_fn: diff.ApplyFn, label: int, params: Params, x: jax.Array, t: jax.Array, dropout_key: jax.Array | None) -> jax.Array:
+    """``apply_fn`` with every example's label fixed to ``label``."""
+    return apply_fn(params, x, t, dropout_key, y=jnp.full(t.shape, label, jnp.int32))
+
+
+def check_labels(labels: Any, num_classes: int) -> None:
+    """Raises ValueError naming ``--class-label`` unless every label is an int in [0, num_classes)."""
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer) or labels.size == 0 or labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"--class-label: expected ints in [0, {num_classes}), got {np.unique(labels).tolist()[:5]}")
+
+
+def _labels_of(data: Any, num_classes: int, split: str) -> np.ndarray:
+    """The split's labels for a conditional model (zeros, unused, for an unconditional one)."""
+    if not num_classes:
+        return np.zeros(len(data.images), np.int32)
+    if data.labels is None:
+        raise ValueError(f"model.num_classes: the {split!r} split has no labels to condition on")
+    if data.labels.max() >= num_classes or data.labels.min() < 0:
+        raise ValueError(f"model.num_classes: the {split!r} split has labels in [{data.labels.min()}, {data.labels.max()}], expected [0, {num_classes})")
+    return data.labels.astype(np.int32)
+
+
 def _check_config(config: ml_collections.ConfigDict) -> None:
     if config.data.binarize != "none":
         raise ValueError(f"data.binarize: diffusion models use 8-bit data, expected 'none', got {config.data.binarize!r}")
@@ -257,6 +330,14 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"eval.progressive_frames/progressive_rows: expected positive ints, got {ev.progressive_frames}, {ev.progressive_rows}")
     if ev.bpd_examples < 0:
         raise ValueError(f"eval.bpd_examples: expected a non-negative int, got {ev.bpd_examples}")
+    m = config.model
+    if isinstance(m.num_classes, bool) or not isinstance(m.num_classes, int) or m.num_classes < 0:
+        raise ValueError(f"model.num_classes: expected 0 (unconditional) or a positive int, got {m.num_classes!r}")
+    if not 0.0 <= m.cond_drop_prob <= 1.0:
+        raise ValueError(f"model.cond_drop_prob: expected a probability in [0, 1], got {m.cond_drop_prob}")
+    samplers_lib.check_guidance(ev.guidance)
+    if ev.guidance and not m.num_classes:
+        raise ValueError(f"eval.guidance: classifier-free guidance needs a class-conditional model (model.num_classes > 0), got guidance {ev.guidance}")
 
 
 def build(config: ml_collections.ConfigDict) -> Experiment:
@@ -274,6 +355,11 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     diffusion = build_diffusion(config)
     unet = build_unet(config, image_shape[-1], diffusion)
     apply_fn = unet_apply(unet)
+    num_classes = config.model.num_classes
+    null_label = num_classes if num_classes else None
+    # The bound, the progressive figure and other label-free uses of a conditional model
+    # see its unconditional mode: the null label.
+    plain_apply = apply_fn if null_label is None else functools.partial(_with_label, apply_fn, null_label)
     cache: dict[str, Any] = {}
 
     def batches(step: int) -> dict[str, np.ndarray]:
@@ -281,23 +367,33 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         # count) and sampling from a checkpoint never need the dataset.
         if "batcher" not in cache:
             transform = flip_transform if config.data.random_flip else None
-            cache["batcher"] = train_batcher(config, transform=transform, prepare=lambda b: {"image": diff.to_model_scale(b["image"])})
+            cache["batcher"] = train_batcher(
+                config, transform=transform, prepare=lambda b: {**b, "image": diff.to_model_scale(b["image"])}, labels=bool(num_classes)
+            )
         return cache["batcher"].batch(step)
 
-    def test_images() -> np.ndarray:
+    def test_split() -> tuple[np.ndarray, np.ndarray]:
         if "images" not in cache:
-            images = load_split(config, config.eval.split).images
-            cache["images"] = diff.to_model_scale(images[: config.eval.num_examples or None])
-        return cache["images"]
+            data = load_split(config, config.eval.split)
+            keep = config.eval.num_examples or None
+            cache["images"] = diff.to_model_scale(data.images[:keep])
+            cache["labels"] = _labels_of(data, num_classes, config.eval.split)[:keep]
+        return cache["images"], cache["labels"]
 
-    loss_fn = diff.make_loss(diffusion, apply_fn)
-    eval_loss = jax.jit(lambda p, x, k: jax.vmap(lambda xi, ki: diff.example_loss(diffusion, apply_fn, p, xi, ki, train=False))(x, k))
+    loss_fn = diff.make_loss(diffusion, apply_fn, cond_drop_prob=config.model.cond_drop_prob if num_classes else 0.0, null_label=null_label)
+
+    @jax.jit
+    def eval_loss(p: Params, x: jax.Array, y: jax.Array, k: jax.Array) -> diff.LossTerms:
+        def one(xi: jax.Array, yi: jax.Array, ki: jax.Array) -> diff.LossTerms:
+            return diff.example_loss(diffusion, apply_fn, p, xi, ki, train=False, label=yi if num_classes else None)
+
+        return jax.vmap(one)(x, y, k)
 
     def evaluate(params: Params, key: jax.Array, full: bool) -> dict[str, float]:
-        images = test_images()
+        images, labels = test_split()
         split = config.eval.split
         bs = config.eval.batch_size
-        terms = map_batches(lambda x, keys: eval_loss(params, x, keys), images, batch_size=bs, key=key)
+        terms = map_batches(lambda x, y, keys: eval_loss(params, x, y, keys), images, labels, batch_size=bs, key=key)
         out: dict[str, float] = {
             f"{split}_mse": float(terms.mse.mean()),
             f"{split}_vlb_estimate_bpd": float(terms.vlb.mean() / np.log(2.0)),
@@ -305,7 +401,9 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         }
         if full and config.eval.bpd_examples:
             subset = images[: config.eval.bpd_examples]
-            bpd = bits_per_dim(diffusion, apply_fn, params, subset, jax.random.fold_in(key, 1), batch_size=config.eval.bpd_batch, t_chunk=config.eval.t_chunk)
+            bpd = bits_per_dim(
+                diffusion, plain_apply, params, subset, jax.random.fold_in(key, 1), batch_size=config.eval.bpd_batch, t_chunk=config.eval.t_chunk
+            )
             out.update(
                 {
                     f"{split}_bits_per_dim": bpd.mean,
@@ -317,20 +415,32 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
             )
         return out
 
-    samplers: dict[tuple[str, int, float], Callable[[Params, jax.Array, int], jax.Array]] = {}
+    samplers: dict[tuple[str, int, float], Callable[..., jax.Array]] = {}
 
-    def sample(params: Params, key: jax.Array, num: int) -> np.ndarray:
+    def sample(params: Params, key: jax.Array, num: int, *, labels: Any = None, guidance: float | None = None) -> np.ndarray:
+        """``num`` samples in [0, 1]; a conditional model draws ``labels`` (default the
+        classes in turn) with guidance scale ``guidance`` (default ``eval.guidance``)."""
         ev = config.eval
         spec = (ev.sampler, ev.sampler_steps, ev.eta)
         if spec not in samplers:
-            samplers[spec] = make_sample_fn(config, diffusion, apply_fn, image_shape, sampler=ev.sampler, steps=ev.sampler_steps, eta=ev.eta)
-        return diff.from_model_scale(jax.device_get(samplers[spec](params, key, num)))
+            samplers[spec] = make_sample_fn(
+                config, diffusion, apply_fn, image_shape, sampler=ev.sampler, steps=ev.sampler_steps, eta=ev.eta, null_label=null_label
+            )
+        if not num_classes:
+            if labels is not None or guidance:
+                raise ValueError("--class-label/--guidance: the model is unconditional (model.num_classes = 0)")
+            return diff.from_model_scale(jax.device_get(samplers[spec](params, key, num)))
+        labels = np.arange(num) % num_classes if labels is None else np.broadcast_to(np.asarray(labels), (num,))
+        check_labels(labels, num_classes)
+        scale = ev.guidance if guidance is None else guidance
+        samplers_lib.check_guidance(scale)
+        return diff.from_model_scale(jax.device_get(samplers[spec](params, key, num, labels, scale)))
 
     def figures(params: Params, key: jax.Array, workdir: pathlib.Path) -> list[pathlib.Path]:
         ev = config.eval
         steps = ev.sampler_steps
         record = tuple(sorted({round(f * (steps - 1)) for f in np.linspace(0.0, 1.0, ev.progressive_frames).tolist()}))
-        progressive = make_progressive_fn(diffusion, apply_fn, image_shape, sampler=ev.sampler, steps=steps, eta=ev.eta, record=record)
+        progressive = make_progressive_fn(diffusion, plain_apply, image_shape, sampler=ev.sampler, steps=steps, eta=ev.eta, record=record)
         _, x0s = progressive(params, key, ev.progressive_rows)
         frames = diff.from_model_scale(jax.device_get(x0s))  # [rows, frames, H, W, C]
         grid = frames.reshape((-1,) + frames.shape[2:])
@@ -342,7 +452,11 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         model=DDPMModel(unet=unet, diffusion=diffusion, apply=apply_fn, image_shape=image_shape),
         # One compiled program: an eager UNet init dispatches (and compiles) every
         # initialiser separately, which is slower on CPU.
-        init=jax.jit(lambda key: unet.init(key, jnp.zeros((1,) + image_shape, jnp.float32), jnp.zeros((1,), jnp.float32))),
+        init=jax.jit(
+            lambda key: unet.init(
+                key, jnp.zeros((1,) + image_shape, jnp.float32), jnp.zeros((1,), jnp.float32), jnp.zeros((1,), jnp.int32) if num_classes else None
+            )
+        ),
         update=update,
         batches=batches,
         evaluate=evaluate,

@@ -30,7 +30,7 @@ import numpy as np
 from genjax import distributed, keys, viz
 from genjax.experiment.base import Experiment
 from genjax.experiment.config import ConfigError, apply_overrides, check_finite, load_config_file
-from genjax.experiment.families import build
+from genjax.experiment.families import FAMILIES, build
 from genjax.experiment.workdir import WorkdirLock, prepare_workdir
 from genjax.train import Checkpointer, MetricsWriter, TrainState, build_train_step, num_params
 from genjax.train import train as train_loop
@@ -144,6 +144,25 @@ def resolved(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return json.loads(config.to_json_best_effort())
 
 
+def _with_defaults(record: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(record)
+    for k, v in defaults.items():
+        if k not in merged:
+            merged[k] = v
+        elif isinstance(v, dict) and isinstance(merged[k], dict):
+            merged[k] = _with_defaults(merged[k], v)
+    return merged
+
+
+def completed(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored config record (``config.json``, a checkpoint's) with the fields added to
+    its family since it was written, at their defaults: the values that run used."""
+    family = record.get("model", {}).get("family") if isinstance(record.get("model"), dict) else None
+    if family not in FAMILIES:
+        return record
+    return _with_defaults(record, resolved(FAMILIES[family].default_config()))
+
+
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for k, v in tree.items():
@@ -167,7 +186,7 @@ def check_resume_config(saved: dict[str, Any], current: dict[str, Any], *, loadi
       ValueError: naming each changed field with its saved and current values.
     """
     allowed = LOADABLE_FIELDS if loading else RESUMABLE_FIELDS
-    old, new = _flatten(saved), _flatten(current)
+    old, new = _flatten(completed(saved)), _flatten(current)
     changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not k.startswith(allowed)]
     if changed:
         remedy = "use the run's own config (drop --config and those overrides)" if loading else "use a new --workdir, or restore those values to resume"
@@ -285,7 +304,7 @@ def run_config(workdir: str | pathlib.Path, overrides: Sequence[str] = ()) -> ml
         raise ValueError(f"workdir: '{path}' is not valid JSON ({err}); pass the run's config with --config") from None
     if not isinstance(record, dict) or "model" not in record:
         raise ValueError(f"workdir: '{path}' is not a genjax run config (no 'model' section); pass the run's config with --config")
-    config = ml_collections.ConfigDict(record)
+    config = ml_collections.ConfigDict(completed(record))
     config.lock()
     return apply_overrides(config, overrides)
 
@@ -365,6 +384,8 @@ def sample(
     *,
     out: str | pathlib.Path | None = None,
     config: ml_collections.ConfigDict | None = None,
+    class_label: int | None = None,
+    guidance: float | None = None,
 ) -> SampleResult:
     """Draws ``num`` samples from the latest checkpoint of a run.
 
@@ -379,6 +400,9 @@ def sample(
         folder to write ``step<step>_n<num>.npz`` into; default ``workdir/samples``.
       config: default the run's own config; override ``eval.sampler`` and friends to
         choose a diffusion sampler.
+      class_label: a class-conditional diffusion model draws every sample of this class
+        (default: the classes in turn).
+      guidance: its classifier-free guidance scale (default ``eval.guidance``).
 
     Raises:
       ValueError: ``num`` is not a positive int, or ``out`` is neither a folder nor
@@ -396,7 +420,10 @@ def sample(
         npz = run.workdir / "samples" / name if out is None else pathlib.Path(out) / name if pathlib.Path(out).is_dir() else pathlib.Path(out)
         if not distributed.is_writer():
             return SampleResult(num=num, npz=npz, png=npz.with_suffix(".png"), step=step)
-        images = run.experiment.sample(run.params, keys.stream(run.config.seed, keys.SAMPLES), num)
+        options = {k: v for k, v in (("labels", class_label), ("guidance", guidance)) if v is not None}
+        if options and "num_classes" not in run.config.model:
+            raise ValueError(f"--class-label/--guidance: the model family {run.config.model.family!r} has no class-conditional sampling")
+        images = run.experiment.sample(run.params, keys.stream(run.config.seed, keys.SAMPLES), num, **options)
         npz.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(npz, images=images)
         png = npz.with_suffix(".png")

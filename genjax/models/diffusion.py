@@ -44,8 +44,31 @@ LOSSES = ("simple", "vlb", "hybrid")
 VARIANCES = ("small", "large", "learned")
 
 Params = Any
-# ``apply(params, x [B, H, W, C], t [B], dropout_key | None) -> output [B, H, W, C or 2C]``
-ApplyFn = Callable[[Params, jax.Array, jax.Array, jax.Array | None], jax.Array]
+# ``apply(params, x [B, H, W, C], t [B], dropout_key | None[, y=labels [B]]) -> output
+# [B, H, W, C or 2C]``; a conditional network also takes the class labels ``y``.
+ApplyFn = Callable[..., jax.Array]
+
+CONDITION_DROP_SALT = 0xC0D
+"""Folded into an example's key to draw whether its condition is dropped; a fold-in
+rather than a fourth split keeps the timestep, noise and dropout draws of unconditional
+models unchanged."""
+
+
+def condition_dropout(label: jax.Array, key: jax.Array, drop_prob: float, null_label: int) -> jax.Array:
+    """Replaces an example's label by the null label with probability ``drop_prob``.
+
+    Classifier-free guidance trains one network as both the conditional and the
+    unconditional model by dropping the condition at random (Ho & Salimans 2022, arXiv
+    2207.12598, Algorithm 1; ``p_uncond = 0.1`` in their experiments).
+
+    Args:
+      label: the example's int label (a scalar).
+      key: the example's key; the draw uses ``fold_in(key, CONDITION_DROP_SALT)``.
+      drop_prob: the probability of dropping, in ``[0, 1]``.
+      null_label: the label of the learned null condition.
+    """
+    dropped = jax.random.bernoulli(jax.random.fold_in(key, CONDITION_DROP_SALT), drop_prob)
+    return jnp.where(dropped, jnp.asarray(null_label, label.dtype), label)
 
 
 def beta_schedule(kind: str, num_timesteps: int, *, beta_start: float = 1e-4, beta_end: float = 0.02, cosine_s: float = 0.008) -> np.ndarray:
@@ -365,7 +388,18 @@ class LossTerms:
     loss: jax.Array
 
 
-def example_loss(diffusion: Diffusion, apply_fn: ApplyFn, params: Params, x0: jax.Array, key: jax.Array, *, train: bool = True) -> LossTerms:
+def example_loss(
+    diffusion: Diffusion,
+    apply_fn: ApplyFn,
+    params: Params,
+    x0: jax.Array,
+    key: jax.Array,
+    *,
+    train: bool = True,
+    label: jax.Array | None = None,
+    cond_drop_prob: float = 0.0,
+    null_label: int | None = None,
+) -> LossTerms:
     """The training loss of one example: t ~ U{0..T-1}, eps ~ N(0, I) (DDPM Algorithm 1).
 
     With a learned variance the L_vlb term sees the mean prediction through a stop-gradient
@@ -379,13 +413,25 @@ def example_loss(diffusion: Diffusion, apply_fn: ApplyFn, params: Params, x0: ja
       x0: one example in model scale.
       key: this example's key (timestep, noise and dropout are drawn from it).
       train: run the network with dropout (training) or without (evaluation).
+      label: the example's class label, for a conditional network (passed as ``y``).
+      cond_drop_prob: while training, replace ``label`` by ``null_label`` with this
+        probability (``condition_dropout``).
+      null_label: the learned null condition's label.
     """
     s = diffusion.schedule
     t_key, noise_key, dropout_key = jax.random.split(key, 3)
     t = jax.random.randint(t_key, (), 0, s.num_timesteps)
     noise = jax.random.normal(noise_key, x0.shape, jnp.float32)
     xt = q_sample(s, x0, t, noise)
-    output = apply_fn(params, xt[None], t[None], dropout_key if train else None)[0].astype(jnp.float32)
+    if label is None:
+        output = apply_fn(params, xt[None], t[None], dropout_key if train else None)
+    else:
+        if train and cond_drop_prob > 0:
+            if null_label is None:
+                raise ValueError("null_label: condition dropout needs the null condition's label, got None")
+            label = condition_dropout(label, key, cond_drop_prob, null_label)
+        output = apply_fn(params, xt[None], t[None], dropout_key if train else None, y=label[None])
+    output = output[0].astype(jnp.float32)
     prediction, raw = split_output(diffusion, output)
     dims = x0.size
     mse = jnp.mean((regression_target(s, diffusion.parameterization, x0, noise, t) - prediction) ** 2)
@@ -403,17 +449,31 @@ def example_loss(diffusion: Diffusion, apply_fn: ApplyFn, params: Params, x0: ja
     return LossTerms(mse=mse, vlb=vlb, loss=loss)
 
 
-def make_loss(diffusion: Diffusion, apply_fn: ApplyFn) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+def make_loss(
+    diffusion: Diffusion, apply_fn: ApplyFn, *, cond_drop_prob: float = 0.0, null_label: int | None = None
+) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
     """The engine's loss ``loss(params, batch, keys) -> (loss, metrics)`` for ``batch["image"]``.
 
-    Images must already be in model scale ([-1, 1]). Metrics: ``mse`` and ``vlb_bpd``
-    (the one-t estimate of L_vlb in bits per dimension).
+    Images must already be in model scale ([-1, 1]). A batch with ``"label"`` trains a
+    conditional network, dropping labels to ``null_label`` with probability
+    ``cond_drop_prob`` (classifier-free guidance). Metrics: ``mse`` and ``vlb_bpd`` (the
+    one-t estimate of L_vlb in bits per dimension).
     """
+    if not 0.0 <= cond_drop_prob <= 1.0:
+        raise ValueError(f"cond_drop_prob: expected a probability in [0, 1], got {cond_drop_prob}")
+
+    def one(xi: jax.Array, k: jax.Array, yi: jax.Array | None, params: Params) -> LossTerms:
+        return example_loss(diffusion, apply_fn, params, xi, k, label=yi, cond_drop_prob=cond_drop_prob, null_label=null_label)
 
     def loss(params: Params, batch: dict[str, jax.Array], keys: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         x = batch["image"]
         chex.assert_rank(x, 4)
-        terms = jax.vmap(lambda xi, k: example_loss(diffusion, apply_fn, params, xi, k))(x, keys)
+        y = batch.get("label")
+        if y is None:
+            terms = jax.vmap(lambda xi, k: one(xi, k, None, params))(x, keys)
+        else:
+            chex.assert_shape(y, (x.shape[0],))
+            terms = jax.vmap(lambda xi, k, yi: one(xi, k, yi, params))(x, keys, y)
         return jnp.mean(terms.loss), {"mse": jnp.mean(terms.mse), "vlb_bpd": jnp.mean(terms.vlb) / math.log(2.0)}
 
     return loss

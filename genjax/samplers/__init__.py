@@ -11,6 +11,8 @@ so compile time does not grow with ``steps``; its public ``step(row, denoiser, s
 key)`` over its ``step_table`` rows (``table_row``) builds a custom loop. The model enters
 only through ``denoiser(x_t, t) -> Prediction`` (see ``Denoiser``, and
 ``denoiser_from_apply`` for wrapping a batched network) and ``alphas_cumprod``.
+Classifier-free guidance (``guided``) turns a conditional denoiser into such a
+``Denoiser``, so every sampler samples with guidance.
 """
 
 from genjax.samplers.api import (
@@ -32,6 +34,7 @@ from genjax.samplers.base import (
 from genjax.samplers.ddim import DDIM, DDIMStepTable, ddim_encode, ddim_update
 from genjax.samplers.ddpm import DDPM, DDPMStepTable, ddpm_update
 from genjax.samplers.dpmpp import DPMpp2M, DPMppStepTable
+from genjax.samplers.guidance import ConditionalDenoiser, check_guidance, guided
 from genjax.samplers.heun import Heun, HeunStepTable
 from genjax.samplers.registry import SAMPLERS, get_sampler
 
@@ -40,6 +43,7 @@ __all__ = [
     "DDPM",
     "SAMPLERS",
     "VARIANCES",
+    "ConditionalDenoiser",
     "DDIMStepTable",
     "DDPMStepTable",
     "DPMpp2M",
@@ -51,11 +55,13 @@ __all__ = [
     "Sampler",
     "abar_at",
     "build_sampler",
+    "check_guidance",
     "ddim_encode",
     "ddim_update",
     "ddpm_update",
     "denoiser_from_apply",
     "get_sampler",
+    "guided",
     "num_evaluations",
     "sample",
     "sample_batch",

@@ -162,7 +162,7 @@ def _check_num(num: int, num_devices: int = 1) -> None:
 
 
 def build_sampler(
-    denoiser_fn_of_params: Callable[[Any], Denoiser],
+    denoiser_fn_of_params: Callable[..., Denoiser],
     alphas_cumprod: ArrayLike,
     shape: Sequence[int],
     *,
@@ -170,7 +170,8 @@ def build_sampler(
     steps: int,
     parallel: str = "jit",
     devices: Sequence[jax.Device] | None = None,
-) -> Callable[[Any, jax.Array, int], jax.Array]:
+    conditional: bool = False,
+) -> Callable[..., jax.Array]:
     """Compiles sampling spread over devices, with the training engine's conventions.
 
     * ``"jit"``: one program over the 1-D mesh of ``genjax.sharding.data_mesh`` (axis
@@ -184,7 +185,9 @@ def build_sampler(
     count. Compiled functions are cached per ``num``.
 
     Args:
-      denoiser_fn_of_params: ``params -> denoiser``.
+      denoiser_fn_of_params: ``params -> denoiser``; with ``conditional``, ``(params,
+        condition) -> denoiser`` for one example's condition (e.g. ``guidance.guided``
+        over a class label and a guidance scale).
       alphas_cumprod: ``abar`` table ``[T]``.
       shape: shape of one sample.
       sampler: as in ``sample``.
@@ -192,10 +195,13 @@ def build_sampler(
       parallel: ``"jit"`` or ``"pmap"``.
       devices: devices to use (default: this process's, ``jax.local_devices()``; in a
         multi-process run each process samples on its own devices).
+      conditional: each sample has its own condition (a pytree with a leading axis of
+        ``num``, split over the devices like the keys).
 
     Returns:
-      ``fn(params, key, num) -> [num, *shape]``; ``num`` must be divisible by the device
-      count (``ValueError`` naming ``num`` otherwise).
+      ``fn(params, key, num) -> [num, *shape]``, or ``fn(params, key, num, conditions)``
+      when ``conditional``; ``num`` must be divisible by the device count
+      (``ValueError`` naming ``num`` otherwise).
     """
     if parallel not in PARALLEL:
         raise ValueError(f"parallel: expected one of {PARALLEL}, got {parallel!r}")
@@ -210,9 +216,20 @@ def build_sampler(
         jax.random.key(0),
     )
 
-    def many(params, keys):
-        denoiser = denoiser_fn_of_params(params)
-        return jax.vmap(lambda k: sample(denoiser, table, k, shape, sampler=sampler, steps=steps))(keys)
+    def many(params, keys, conditions):
+        if not conditional:
+            denoiser = denoiser_fn_of_params(params)
+            return jax.vmap(lambda k: sample(denoiser, table, k, shape, sampler=sampler, steps=steps))(keys)
+        return jax.vmap(lambda k, c: sample(denoiser_fn_of_params(params, c), table, k, shape, sampler=sampler, steps=steps))(keys, conditions)
+
+    def check_conditions(num: int, conditions: Any) -> None:
+        if not conditional:
+            if conditions is not None:
+                raise ValueError("conditions: this sampler was built without conditional=True")
+            return
+        sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(conditions)}
+        if not sizes or sizes != {num}:
+            raise ValueError(f"conditions: expected a leading axis of num={num} on every leaf, got sizes {sorted(sizes, key=str)}")
 
     cache: dict[int, Callable] = {}
 
@@ -222,35 +239,39 @@ def build_sampler(
         batch = NamedSharding(mesh, P(DATA_AXIS))
 
         def compiled_for(num: int) -> Callable:
-            def sharded(params, key):
+            def sharded(params, key, conditions):
                 keys = jax.lax.with_sharding_constraint(jax.random.split(key, num), batch)
-                return many(params, keys)
+                return many(params, keys, conditions)
 
-            return jax.jit(sharded, in_shardings=(replicated, replicated), out_shardings=batch)
+            return jax.jit(sharded, in_shardings=(replicated, replicated, batch), out_shardings=batch)
 
-        def call(params, key, num):
+        def call(params, key, num, conditions=None):
             _check_num(num, n_dev)
+            check_conditions(num, conditions)
             if num not in cache:
                 cache[num] = compiled_for(num)
-            return cache[num](jax.device_put(params, replicated), jax.device_put(key, replicated))
+            placed = None if conditions is None else jax.device_put(conditions, batch)
+            return cache[num](jax.device_put(params, replicated), jax.device_put(key, replicated), placed)
 
     else:
-        mapped = jax.pmap(many, in_axes=(None, 0), devices=devices, axis_name=DATA_AXIS)
+        mapped = jax.pmap(many, in_axes=(None, 0, 0), devices=devices, axis_name=DATA_AXIS)
 
         def compiled_for(num: int) -> Callable:
             split = jax.jit(lambda key: jnp.reshape(jax.random.split(key, num), (n_dev, num // n_dev)))
 
-            def mapped_run(params, key):
-                out = mapped(params, split(key))
+            def mapped_run(params, key, conditions):
+                per_device = jax.tree.map(lambda c: jnp.reshape(c, (n_dev, num // n_dev) + np.shape(c)[1:]), conditions)
+                out = mapped(params, split(key), per_device)
                 return jnp.reshape(out, (num,) + shape)
 
             return mapped_run
 
-        def call(params, key, num):
+        def call(params, key, num, conditions=None):
             _check_num(num, n_dev)
+            check_conditions(num, conditions)
             if num not in cache:
                 cache[num] = compiled_for(num)
-            return cache[num](params, key)
+            return cache[num](params, key, conditions)
 
     call.cache = cache  # type: ignore[attr-defined]
     return call
