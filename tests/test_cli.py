@@ -286,6 +286,11 @@ def _damaged_config_json(tmp_path):
     return ["eval", "--workdir", str(tmp_path / "run")]
 
 
+def _train_with(override):
+    """The arguments of ``genjax train`` on the tiny preset in a fresh workdir, with one override."""
+    return lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), override]
+
+
 FORMER_TRACEBACKS = {
     "workdir is a file": (lambda t: ["train", "--config", TINY, "--workdir", str(_touch(t / "f"))], "workdir: '{t}/f' is a file; expected a folder"),
     "workdir under a file": (
@@ -303,39 +308,39 @@ FORMER_TRACEBACKS = {
         "returned a dict, expected an ml_collections.ConfigDict",
     ),
     "seed beyond 64 bits": (
-        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), f"--config.seed={2**64}"],
+        _train_with(f"--config.seed={2**64}"),
         "seed: expected an int in [0, 2**32 - 1]",
     ),
-    "seed of 33 bits": (lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), f"--config.seed={2**32}"], "seed: expected an int in [0, 2**32 - 1]"),
+    "seed of 33 bits": (_train_with(f"--config.seed={2**32}"), "seed: expected an int in [0, 2**32 - 1]"),
     "learning rate nan": (
-        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.train.learning_rate=nan"],
+        _train_with("--config.train.learning_rate=nan"),
         "--config.train.learning_rate: expected a finite float, got 'nan'",
     ),
     "learning rate inf": (
-        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.train.learning_rate=inf"],
+        _train_with("--config.train.learning_rate=inf"),
         "expected a finite float, got 'inf'",
     ),
     "learning rate zero": (
-        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.train.learning_rate=0"],
+        _train_with("--config.train.learning_rate=0"),
         "learning_rate: expected a finite float > 0, got 0.0",
     ),
-    "adam b2 of 1": (lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.train.b2=1.0"], "b2: expected a float in [0, 1), got 1.0"),
+    "adam b2 of 1": (_train_with("--config.train.b2=1.0"), "b2: expected a float in [0, 1), got 1.0"),
     "train a new workdir without --config": (lambda t: ["train", "--workdir", str(t / "new")], "--config: required to start a run"),
     "config.json not text": (_damaged_config_json, "is not valid JSON"),
     "zero-width hidden layer": (
-        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.model.hidden=(0,)"],
+        _train_with("--config.model.hidden=(0,)"),
         "hidden: expected positive ints, got (0,)",
     ),
     "negative eval.num_examples": (
-        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.eval.num_examples=-1"],
+        _train_with("--config.eval.num_examples=-1"),
         "eval.num_examples: expected 0 (all) or a positive int, got -1",
     ),
     "empty sample grid": (
-        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.eval.num_grid=0"],
+        _train_with("--config.eval.num_grid=0"),
         "eval.num_grid: expected a positive int, got 0",
     ),
     "no checkpoints kept": (
-        lambda t: ["train", "--config", TINY, "--workdir", str(t / "w"), "--config.train.keep_checkpoints=0"],
+        _train_with("--config.train.keep_checkpoints=0"),
         "train.keep_checkpoints: expected a positive int, got 0",
     ),
     "eval of a missing workdir": (lambda t: ["eval", "--workdir", str(t / "absent")], "workdir: no config.json in"),

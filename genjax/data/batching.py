@@ -71,29 +71,114 @@ def _check_transformed(batch: Mapping[str, np.ndarray], rows: int, what: str = "
     return dict(batch)
 
 
-def epoch_order(seed: int, epoch: int, num: int, shuffle: bool = True) -> np.ndarray:
-    """The example order of an epoch: ``default_rng([seed, epoch]).permutation(num)``, or
-    ``arange(num)`` without shuffling."""
-    if not shuffle:
-        return np.arange(num)
-    return np.random.default_rng([seed, epoch]).permutation(num)
+class _StepBatches:
+    """The example order shared by ``Batcher`` and ``SourceBatcher``: the validated
+    arguments, the per-epoch permutation and the global and local indices of a step, all
+    pure functions of ``(seed, step)``. Subclasses implement ``batch(step)``."""
+
+    def __init__(
+        self,
+        num: int,
+        batch_size: int,
+        seed: int,
+        *,
+        shuffle: bool,
+        transform: Transform | None,
+        process_index: int | None,
+        process_count: int | None,
+    ) -> None:
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+        _check_processes(process_index, process_count)
+        _check_batch_size(batch_size, num, process_count)
+        if not _is_int(seed) or seed < 0:
+            raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.transform = transform
+        self.process_index = int(process_index)
+        self.process_count = int(process_count)
+        self._batch_size = int(batch_size)
+        self._num = num
+
+    @property
+    def num_examples(self) -> int:
+        """N, the number of examples."""
+        return self._num
+
+    @property
+    def global_batch_size(self) -> int:
+        """Rows of each batch summed over all processes."""
+        return self._batch_size
+
+    @property
+    def local_batch_size(self) -> int:
+        """Rows of each batch this process returns."""
+        return self._batch_size // self.process_count
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """``N // global_batch_size``: full batches per pass over the data."""
+        return self._num // self._batch_size
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Returns the example order of an epoch.
+
+        Args:
+            epoch: A non-negative epoch number.
+
+        Returns:
+            int64 ``[N]``: a permutation from ``default_rng([seed, epoch])``, or
+            ``arange(N)`` when ``shuffle`` is False.
+        """
+        if not self.shuffle:
+            return np.arange(self._num)
+        return np.random.default_rng([self.seed, epoch]).permutation(self._num)
+
+    def global_indices(self, step: int) -> np.ndarray:
+        """Returns the example indices of the global batch at ``step``: block ``step %
+        steps_per_epoch`` of the order of epoch ``step // steps_per_epoch``.
+
+        Args:
+            step: A non-negative step number.
+
+        Returns:
+            int64 ``[global_batch_size]`` indices into the examples.
+
+        Raises:
+            ValueError: If ``step`` is not a non-negative int.
+        """
+        if not _is_int(step) or step < 0:
+            raise ValueError(f"step: expected a non-negative int, got {step!r}")
+        epoch, position = divmod(int(step), self.steps_per_epoch)
+        start = position * self._batch_size
+        return self.epoch_order(epoch)[start : start + self._batch_size]
+
+    def local_indices(self, step: int) -> np.ndarray:
+        """The example indices of this process's rows of the batch at ``step``."""
+        local = self.local_batch_size
+        start = self.process_index * local
+        return self.global_indices(step)[start : start + local]
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """Yields ``batch(start_step), batch(start_step + 1), ...`` without end.
+
+        Args:
+            start_step: The step to resume from.
+
+        Yields:
+            The batches of consecutive steps.
+        """
+        step = start_step
+        while True:
+            yield self.batch(step)
+            step += 1
 
 
-def global_indices(step: int, seed: int, num: int, batch_size: int, shuffle: bool = True) -> np.ndarray:
-    """The example indices of the global batch at ``step``: block ``step % (num //
-    batch_size)`` of the order of epoch ``step // (num // batch_size)``.
-
-    Raises:
-        ValueError: If ``step`` is not a non-negative int.
-    """
-    if not _is_int(step) or step < 0:
-        raise ValueError(f"step: expected a non-negative int, got {step!r}")
-    epoch, position = divmod(int(step), num // batch_size)
-    start = position * batch_size
-    return epoch_order(seed, epoch, num, shuffle)[start : start + batch_size]
-
-
-class Batcher:
+class Batcher(_StepBatches):
     """Deterministic batches of a dict of arrays, as a pure function of the step.
 
     Example::
@@ -142,66 +227,8 @@ class Batcher:
             ValueError: Naming the argument, what was expected and what was given.
         """
         num = _check_arrays(arrays)
-        process_index = jax.process_index() if process_index is None else process_index
-        process_count = jax.process_count() if process_count is None else process_count
-        _check_processes(process_index, process_count)
-        _check_batch_size(batch_size, num, process_count)
-        if not _is_int(seed) or seed < 0:
-            raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+        super().__init__(num, batch_size, seed, shuffle=shuffle, transform=transform, process_index=process_index, process_count=process_count)
         self.arrays: Mapping[str, np.ndarray] = types.MappingProxyType({name: np.asarray(array) for name, array in arrays.items()})
-        self.seed = int(seed)
-        self.shuffle = bool(shuffle)
-        self.transform = transform
-        self.process_index = int(process_index)
-        self.process_count = int(process_count)
-        self._batch_size = int(batch_size)
-        self._num = num
-
-    @property
-    def num_examples(self) -> int:
-        """N, the number of examples."""
-        return self._num
-
-    @property
-    def global_batch_size(self) -> int:
-        """Rows of each batch summed over all processes."""
-        return self._batch_size
-
-    @property
-    def local_batch_size(self) -> int:
-        """Rows of each batch this process returns."""
-        return self._batch_size // self.process_count
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """``N // global_batch_size``: full batches per pass over the data."""
-        return self._num // self._batch_size
-
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """Returns the example order of an epoch.
-
-        Args:
-            epoch: A non-negative epoch number.
-
-        Returns:
-            int64 ``[N]``: a permutation from ``default_rng([seed, epoch])``, or
-            ``arange(N)`` when ``shuffle`` is False.
-        """
-        return epoch_order(self.seed, epoch, self._num, self.shuffle)
-
-    def global_indices(self, step: int) -> np.ndarray:
-        """Returns the example indices of the global batch at ``step``.
-
-        Args:
-            step: A non-negative step number.
-
-        Returns:
-            int64 ``[global_batch_size]`` indices into the arrays.
-
-        Raises:
-            ValueError: If ``step`` is not a non-negative int.
-        """
-        return global_indices(step, self.seed, self._num, self._batch_size, self.shuffle)
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """Returns this process's part of the batch at ``step``.
@@ -229,26 +256,12 @@ class Batcher:
         start = self.process_index * local
         return {name: array[start : start + local] for name, array in batch.items()}
 
-    def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """Yields ``batch(start_step), batch(start_step + 1), ...`` without end.
-
-        Args:
-            start_step: The step to resume from.
-
-        Yields:
-            The batches of consecutive steps.
-        """
-        step = start_step
-        while True:
-            yield self.batch(step)
-            step += 1
-
 
 Reader = Callable[[Sequence[Any]], dict[str, np.ndarray]]
 """Turns a list of records of a source into a dict of arrays with one row per record."""
 
 
-class SourceBatcher:
+class SourceBatcher(_StepBatches):
     """Deterministic batches read from a random-access source, each process reading only
     its own rows.
 
@@ -287,45 +300,11 @@ class SourceBatcher:
         Raises:
             ValueError: Naming the argument, what was expected and what was given.
         """
-        num = len(source)
-        if num == 0:
+        if len(source) == 0:
             raise ValueError("source: expected at least one record, got an empty source")
-        process_index = jax.process_index() if process_index is None else process_index
-        process_count = jax.process_count() if process_count is None else process_count
-        _check_processes(process_index, process_count)
-        _check_batch_size(batch_size, num, process_count)
-        if not _is_int(seed) or seed < 0:
-            raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+        super().__init__(len(source), batch_size, seed, shuffle=shuffle, transform=transform, process_index=process_index, process_count=process_count)
         self.source = source
         self.read = read
-        self.seed = int(seed)
-        self.shuffle = bool(shuffle)
-        self.transform = transform
-        self.process_index = int(process_index)
-        self.process_count = int(process_count)
-        self._batch_size = int(batch_size)
-        self._num = num
-
-    @property
-    def num_examples(self) -> int:
-        """N, the number of records."""
-        return self._num
-
-    @property
-    def local_batch_size(self) -> int:
-        """Rows of each batch this process returns."""
-        return self._batch_size // self.process_count
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """``N // batch_size``: full batches per pass over the data."""
-        return self._num // self._batch_size
-
-    def local_indices(self, step: int) -> np.ndarray:
-        """The record indices this process reads at ``step``."""
-        local = self.local_batch_size
-        start = self.process_index * local
-        return global_indices(step, self.seed, self._num, self._batch_size, self.shuffle)[start : start + local]
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """Reads and returns this process's rows of the batch at ``step``.
