@@ -254,14 +254,22 @@ def build_sampler(
             return cache[num](jax.device_put(params, replicated), jax.device_put(key, replicated), placed)
 
     else:
-        mapped = jax.pmap(many, in_axes=(None, 0, 0), devices=devices, axis_name=DATA_AXIS)
+        # Unconditional samplers map over the keys alone: a ``None`` conditions argument has
+        # no leaves, and pmap's flattened in_axes must not give it one.
+        mapped_axes = (None, 0, 0) if conditional else (None, 0)
+        mapped = jax.pmap(
+            many if conditional else lambda params, keys: many(params, keys, None),
+            in_axes=mapped_axes,
+            devices=devices,
+            axis_name=DATA_AXIS,
+        )
 
         def compiled_for(num: int) -> Callable:
             split = jax.jit(lambda key: jnp.reshape(jax.random.split(key, num), (n_dev, num // n_dev)))
 
             def mapped_run(params, key, conditions):
                 per_device = jax.tree.map(lambda c: jnp.reshape(c, (n_dev, num // n_dev) + np.shape(c)[1:]), conditions)
-                out = mapped(params, split(key), per_device)
+                out = mapped(params, split(key), per_device) if conditional else mapped(params, split(key))
                 return jnp.reshape(out, (num,) + shape)
 
             return mapped_run
