@@ -25,6 +25,8 @@ TOY_DATA = 0x70D2
 """Toy 2D training data, drawn fresh for each step as ``fold_in(stream(seed, TOY_DATA), step)``."""
 CLASSIFIER_DISTANCE = 0xFD
 """Samples scored by a classifier Frechet distance in the reports."""
+LATENT_SCALE = 0x5CA1
+"""The posterior samples that estimate a latent diffusion model's scale factor."""
 EVAL_BINARIZATION = 0xE7A1
 """The numpy seed ``[seed, EVAL_BINARIZATION]`` that binarises the evaluation split once."""
 
@@ -34,6 +36,7 @@ SALTS = {
     "samples": SAMPLES,
     "toy_data": TOY_DATA,
     "classifier_distance": CLASSIFIER_DISTANCE,
+    "latent_scale": LATENT_SCALE,
 }
 """The salts of JAX key streams (``stream``); they must differ from each other."""
 NUMPY_SALTS = {"eval_binarization": EVAL_BINARIZATION, "toy_data": TOY_DATA}

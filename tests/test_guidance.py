@@ -195,3 +195,24 @@ def test_guidance_on_an_unconditional_model_is_refused(capsys, tmp_path):
     assert "eval.guidance: classifier-free guidance needs a class-conditional model" in capsys.readouterr().err
     assert cli.main([*base, "--config.model.num_classes=-1"]) == 1
     assert "model.num_classes: expected 0 (unconditional) or a positive int, got -1" in capsys.readouterr().err
+
+
+def test_the_configured_guidance_interval_guides_only_inside_it(capsys, tmp_path):
+    from genjax.experiment.ddpm import guided_denoiser_of
+
+    diffusion = diff.Diffusion(schedule=diff.make_schedule(diff.beta_schedule("linear", T, beta_start=1e-3, beta_end=0.1)))
+
+    def apply_fn(params, x, t, dropout_key, y=None):
+        return _toy(x, t[:, None, None, None], y[:, None, None, None]).eps
+
+    x = jax.random.normal(jax.random.key(0), (1,) + SHAPE)[0]
+    condition = {"label": jnp.int32(2), "guidance": jnp.float32(3.0)}
+    inside = guided_denoiser_of(diffusion, apply_fn, 9, (10.0, 20.0))(None, condition)
+    everywhere = guided_denoiser_of(diffusion, apply_fn, 9)(None, condition)
+    unguided = guided_denoiser_of(diffusion, apply_fn, 9)(None, {"label": jnp.int32(2)})
+    np.testing.assert_array_equal(inside(x, jnp.float32(15.0)).eps, everywhere(x, jnp.float32(15.0)).eps)
+    np.testing.assert_allclose(inside(x, jnp.float32(30.0)).eps, unguided(x, jnp.float32(30.0)).eps, rtol=1e-6)
+    assert not np.allclose(everywhere(x, jnp.float32(30.0)).eps, unguided(x, jnp.float32(30.0)).eps)
+    base = ["train", "--config", "experiments/cfg_mnist/config.py:tiny", "--workdir", str(tmp_path / "w")]
+    assert cli.main([*base, "--config.eval.guidance_interval=(5, 1)"]) == 1
+    assert "eval.guidance_interval: expected () or (t_lo, t_hi) with 0 <= t_lo <= t_hi, got (5, 1)" in capsys.readouterr().err

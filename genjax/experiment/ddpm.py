@@ -29,6 +29,27 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
+class Codec:
+    """The space a diffusion model runs in, when it is not the images themselves.
+
+    Latent diffusion (Rombach et al. 2022, arXiv 2112.10752, sec. 3.2) trains the DDPM on
+    ``encode(x)`` and decodes its samples with ``decode``; pixel-space DDPM has no codec.
+
+    Attributes:
+      shape: the (height, width, channels) of one encoded example.
+      encode: ``encode(x [B, H, W, C] in model scale, keys [B]) -> z [B, *shape]``, pure
+        and traceable (it runs inside the compiled training step).
+      decode: ``decode(z [B, *shape]) -> x`` in model scale, jitted.
+      info: what the evaluation reports about the codec (e.g. the latent scale factor).
+    """
+
+    shape: tuple[int, int, int]
+    encode: Callable[[jax.Array, jax.Array], jax.Array]
+    decode: Callable[[jax.Array], jax.Array]
+    info: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class DDPMModel:
     """The network and process of a DDPM experiment (``Experiment.model``).
 
@@ -37,13 +58,16 @@ class DDPMModel:
       diffusion: the forward process and loss hyperparameters.
       apply: ``apply(params, x, t, dropout_key)``, the UNet with dropout on exactly when
         a key is given (see ``unet_apply``).
-      image_shape: the (height, width, channels) of one image.
+      image_shape: the (height, width, channels) the diffusion runs on: one image, or
+        one latent under a ``codec``.
+      codec: the autoencoder of a latent diffusion model, or None in pixel space.
     """
 
     unet: UNet
     diffusion: diff.Diffusion
     apply: diff.ApplyFn
     image_shape: tuple[int, int, int]
+    codec: Codec | None = None
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -60,7 +84,9 @@ def default_config() -> ml_collections.ConfigDict:
     guidance (Ho & Salimans 2022, arXiv 2207.12598): the UNet embeds ``K + 1`` labels, the
     last (``K``) being the learned null condition, labels are dropped to it with
     probability ``model.cond_drop_prob`` while training, and samples use the guidance
-    scale ``eval.guidance`` (0: the conditional model).
+    scale ``eval.guidance`` (0: the conditional model), applied only at timesteps in
+    ``eval.guidance_interval = (t_lo, t_hi)`` when it is given (empty: at every step;
+    Kynkaanniemi et al. 2024, arXiv 2404.07724, guide in a limited interval).
     """
     c = base_config()
     c.model = ml_collections.ConfigDict()
@@ -105,6 +131,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.sampler_steps = 1000
     c.eval.eta = 0.0
     c.eval.guidance = 0.0
+    c.eval.guidance_interval = ()
     c.eval.bpd_examples = 1000
     c.eval.bpd_batch = 8
     c.eval.t_chunk = 100
@@ -193,7 +220,9 @@ def denoiser_of(diffusion: diff.Diffusion, apply_fn: diff.ApplyFn) -> Callable[[
     return make
 
 
-def guided_denoiser_of(diffusion: diff.Diffusion, apply_fn: diff.ApplyFn, null_label: int) -> Callable[[Params, dict[str, jax.Array]], samplers_lib.Denoiser]:
+def guided_denoiser_of(
+    diffusion: diff.Diffusion, apply_fn: diff.ApplyFn, null_label: int, interval: tuple[float, float] | None = None
+) -> Callable[[Params, dict[str, jax.Array]], samplers_lib.Denoiser]:
     """``(params, condition) -> denoiser`` of a class-conditional network, guided.
 
     ``condition`` holds one sample's ``"label"`` (int32 scalar) and, to guide, its
@@ -201,6 +230,7 @@ def guided_denoiser_of(diffusion: diff.Diffusion, apply_fn: diff.ApplyFn, null_l
     (``genjax.samplers.guided``) between that label and ``null_label``, both evaluated in
     one network call. The scale is data, so one compiled sampler serves every nonzero
     scale; without it the denoiser is the conditional network alone (``w = 0`` exactly).
+    ``interval``: guide only at model times in ``[t_lo, t_hi]``.
     """
 
     def make(params: Params, condition: dict[str, jax.Array]) -> samplers_lib.Denoiser:
@@ -214,7 +244,9 @@ def guided_denoiser_of(diffusion: diff.Diffusion, apply_fn: diff.ApplyFn, null_l
             return net(x_t, t)
 
         null = jnp.asarray(null_label, jnp.int32)
-        return samplers_lib.guided(conditional, condition["label"], null, condition.get("guidance", 0.0))
+        if "guidance" not in condition:
+            return samplers_lib.guided(conditional, condition["label"], null, 0.0)
+        return samplers_lib.guided(conditional, condition["label"], null, condition["guidance"], interval=interval)
 
     return make
 
@@ -230,6 +262,7 @@ def make_sample_fn(
     eta: float = 0.0,
     devices: list[jax.Device] | None = None,
     null_label: int | None = None,
+    guidance_interval: tuple[float, float] | None = None,
 ) -> Callable[..., jax.Array]:
     """A compiled sampler of the model: ``fn(params, key, num) -> [num, H, W, C]`` in [-1, 1].
 
@@ -237,13 +270,14 @@ def make_sample_fn(
     device count and the extra samples dropped (they come from the keys after the
     first ``num``, so the samples kept do not depend on the device count). With
     ``null_label`` (a class-conditional model) it is ``fn(params, key, num, labels,
-    guidance)``: ``labels`` int ``[num]``, ``guidance`` the classifier-free guidance scale.
+    guidance)``: ``labels`` int ``[num]``, ``guidance`` the classifier-free guidance scale,
+    applied at model times in ``guidance_interval`` only, when given.
     """
     devices = list(devices or jax.local_devices()[: config.get("num_devices", 0) or None])
     built = samplers_lib.get_sampler(sampler, **sampler_options(diffusion, sampler, eta))
     conditional = null_label is not None
     fn = samplers_lib.build_sampler(
-        guided_denoiser_of(diffusion, apply_fn, null_label) if null_label is not None else denoiser_of(diffusion, apply_fn),
+        guided_denoiser_of(diffusion, apply_fn, null_label, guidance_interval) if null_label is not None else denoiser_of(diffusion, apply_fn),
         diffusion.schedule.alphas_cumprod,
         image_shape,
         sampler=built,
@@ -316,6 +350,20 @@ def _labels_of(data: Any, num_classes: int, split: str) -> np.ndarray:
     return data.labels.astype(np.int32)
 
 
+def guidance_interval(config: ml_collections.ConfigDict) -> tuple[float, float] | None:
+    """``eval.guidance_interval`` as ``(t_lo, t_hi)`` in model timesteps, or None (everywhere).
+
+    Raises:
+      ValueError: naming the field unless it is empty or two numbers ``0 <= t_lo <= t_hi``.
+    """
+    interval = tuple(config.eval.guidance_interval)
+    if not interval:
+        return None
+    if len(interval) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in interval) or not 0 <= interval[0] <= interval[1]:
+        raise ValueError(f"eval.guidance_interval: expected () or (t_lo, t_hi) with 0 <= t_lo <= t_hi, got {interval}")
+    return float(interval[0]), float(interval[1])
+
+
 def _check_config(config: ml_collections.ConfigDict) -> None:
     if config.data.binarize != "none":
         raise ValueError(f"data.binarize: diffusion models use 8-bit data, expected 'none', got {config.data.binarize!r}")
@@ -336,6 +384,7 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     if not 0.0 <= m.cond_drop_prob <= 1.0:
         raise ValueError(f"model.cond_drop_prob: expected a probability in [0, 1], got {m.cond_drop_prob}")
     samplers_lib.check_guidance(ev.guidance)
+    guidance_interval(config)
     if ev.guidance and not m.num_classes:
         raise ValueError(f"eval.guidance: classifier-free guidance needs a class-conditional model (model.num_classes > 0), got guidance {ev.guidance}")
 
@@ -349,9 +398,24 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
     images. Samples use ``eval.sampler`` with ``eval.sampler_steps`` steps.
     ``Experiment.model`` is a ``DDPMModel``.
     """
-    image_shape = shape_of_images(config)
+    return build_on(config, None)
+
+
+def build_on(config: ml_collections.ConfigDict, codec: Codec | None) -> Experiment:
+    """A DDPM experiment in pixel space (``codec`` None, ``build``) or on a codec's space.
+
+    Under a codec, training encodes each batch inside the compiled step (the posterior
+    sample's noise from the example's key), evaluation reports the one-timestep L_vlb
+    estimate and MSE of the encoded eval split under ``<split>_latent_*`` names (the full
+    bound needs 8-bit pixel data, so ``eval.bpd_examples`` must be 0), and samples and
+    figures are decoded.
+    """
+    data_shape = shape_of_images(config)
     check_common(config)
     _check_config(config)
+    if codec is not None and config.eval.bpd_examples:
+        raise ValueError(f"eval.bpd_examples: the bits/dim bound needs pixel-space data, not latents; expected 0, got {config.eval.bpd_examples}")
+    image_shape = data_shape if codec is None else codec.shape
     diffusion = build_diffusion(config)
     unet = build_unet(config, image_shape[-1], diffusion)
     apply_fn = unet_apply(unet)
@@ -380,10 +444,22 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
             cache["labels"] = _labels_of(data, num_classes, config.eval.split)[:keep]
         return cache["images"], cache["labels"]
 
-    loss_fn = diff.make_loss(diffusion, apply_fn, cond_drop_prob=config.model.cond_drop_prob if num_classes else 0.0, null_label=null_label)
+    pixel_loss = diff.make_loss(diffusion, apply_fn, cond_drop_prob=config.model.cond_drop_prob if num_classes else 0.0, null_label=null_label)
+
+    def encoded(x: jax.Array, k: jax.Array) -> jax.Array:
+        return x if codec is None else codec.encode(x, k)
+
+    def decoded(z: jax.Array) -> np.ndarray:
+        x = z if codec is None else codec.decode(z)
+        return diff.from_model_scale(jax.device_get(x))
+
+    def loss_fn(params: Params, batch: dict[str, jax.Array], keys: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+        return pixel_loss(params, {**batch, "image": encoded(batch["image"], keys)}, keys)
 
     @jax.jit
     def eval_loss(p: Params, x: jax.Array, y: jax.Array, k: jax.Array) -> diff.LossTerms:
+        x = encoded(x, k)
+
         def one(xi: jax.Array, yi: jax.Array, ki: jax.Array) -> diff.LossTerms:
             return diff.example_loss(diffusion, apply_fn, p, xi, ki, train=False, label=yi if num_classes else None)
 
@@ -391,13 +467,14 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
 
     def evaluate(params: Params, key: jax.Array, full: bool) -> dict[str, float]:
         images, labels = test_split()
-        split = config.eval.split
+        split = config.eval.split if codec is None else f"{config.eval.split}_latent"
         bs = config.eval.batch_size
         terms = map_batches(lambda x, y, keys: eval_loss(params, x, y, keys), images, labels, batch_size=bs, key=key)
         out: dict[str, float] = {
             f"{split}_mse": float(terms.mse.mean()),
             f"{split}_vlb_estimate_bpd": float(terms.vlb.mean() / np.log(2.0)),
             "num_examples": int(images.shape[0]),
+            **(codec.info if codec is not None else {}),
         }
         if full and config.eval.bpd_examples:
             subset = images[: config.eval.bpd_examples]
@@ -424,32 +501,39 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
         spec = (ev.sampler, ev.sampler_steps, ev.eta)
         if spec not in samplers:
             samplers[spec] = make_sample_fn(
-                config, diffusion, apply_fn, image_shape, sampler=ev.sampler, steps=ev.sampler_steps, eta=ev.eta, null_label=null_label
+                config,
+                diffusion,
+                apply_fn,
+                image_shape,
+                sampler=ev.sampler,
+                steps=ev.sampler_steps,
+                eta=ev.eta,
+                null_label=null_label,
+                guidance_interval=guidance_interval(config),
             )
         if not num_classes:
             if labels is not None or guidance:
                 raise ValueError("--class-label/--guidance: the model is unconditional (model.num_classes = 0)")
-            return diff.from_model_scale(jax.device_get(samplers[spec](params, key, num)))
+            return decoded(samplers[spec](params, key, num))
         labels = np.arange(num) % num_classes if labels is None else np.broadcast_to(np.asarray(labels), (num,))
         check_labels(labels, num_classes)
         scale = ev.guidance if guidance is None else guidance
         samplers_lib.check_guidance(scale)
-        return diff.from_model_scale(jax.device_get(samplers[spec](params, key, num, labels, scale)))
+        return decoded(samplers[spec](params, key, num, labels, scale))
 
     def figures(params: Params, key: jax.Array, workdir: pathlib.Path) -> list[pathlib.Path]:
         ev = config.eval
         steps = ev.sampler_steps
         record = tuple(sorted({round(f * (steps - 1)) for f in np.linspace(0.0, 1.0, ev.progressive_frames).tolist()}))
         progressive = make_progressive_fn(diffusion, plain_apply, image_shape, sampler=ev.sampler, steps=steps, eta=ev.eta, record=record)
-        _, x0s = progressive(params, key, ev.progressive_rows)
-        frames = diff.from_model_scale(jax.device_get(x0s))  # [rows, frames, H, W, C]
-        grid = frames.reshape((-1,) + frames.shape[2:])
+        _, x0s = progressive(params, key, ev.progressive_rows)  # [rows, frames, *image_shape]
+        grid = decoded(jnp.reshape(x0s, (-1,) + image_shape))
         return [viz.save_image_grid(workdir / "progressive.png", grid, ncols=len(record))]
 
     update = loss_update(config, loss_fn, steps_per_epoch=0)
     return Experiment(
         config=config,
-        model=DDPMModel(unet=unet, diffusion=diffusion, apply=apply_fn, image_shape=image_shape),
+        model=DDPMModel(unet=unet, diffusion=diffusion, apply=apply_fn, image_shape=image_shape, codec=codec),
         # One compiled program: an eager UNet init dispatches (and compiles) every
         # initialiser separately, which is slower on CPU.
         init=jax.jit(

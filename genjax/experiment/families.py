@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-from genjax.experiment import ddpm, discrete, gan, sohl_dickstein, vae
+from genjax.experiment import ddpm, discrete, gan, latent, sohl_dickstein, vae
 from genjax.experiment.base import Experiment
 
 
@@ -39,6 +39,8 @@ FAMILIES: dict[str, Family] = {
         Family("gan", gan.default_config, gan.build),
         Family("ddpm", ddpm.default_config, ddpm.build),
         Family("sohl_dickstein", sohl_dickstein.default_config, sohl_dickstein.build),
+        Family("autoencoder_kl", latent.autoencoder_config, latent.build_autoencoder_experiment),
+        Family("ldm", latent.ldm_config, latent.build_ldm),
     )
 }
 

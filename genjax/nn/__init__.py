@@ -19,10 +19,21 @@ from genjax.nn.inception import (
 )
 from genjax.nn.mlp import MLP
 from genjax.nn.module import apply, array_apply
+from genjax.nn.sd import AutoencoderKL, UNet2DConditionModel, sd15_unet, sd15_vae, sd_unet_tiny, sd_vae_tiny
+from genjax.nn.sd_import import (
+    autoencoder_kl_from_diffusers_config,
+    load_diffusers_autoencoder_kl,
+    load_diffusers_sd_unet,
+    save_diffusers,
+    sd_params_from_diffusers,
+    sd_params_to_diffusers,
+    sd_unet_from_diffusers_config,
+)
 from genjax.nn.unet import UNet, ddpm_cifar10, sinusoidal_embedding, unet_tiny
 
 __all__ = [
     "MLP",
+    "AutoencoderKL",
     "ConvDecoder",
     "ConvEncoder",
     "DCGANCritic",
@@ -34,14 +45,26 @@ __all__ = [
     "ResNetCritic",
     "ResNetGenerator",
     "UNet",
+    "UNet2DConditionModel",
     "apply",
     "array_apply",
+    "autoencoder_kl_from_diffusers_config",
     "convert_diffusers_state_dict",
     "ddpm_cifar10",
     "inception_features",
     "inception_outputs",
+    "load_diffusers_autoencoder_kl",
+    "load_diffusers_sd_unet",
     "load_diffusers_unet",
     "load_inception_params",
+    "save_diffusers",
+    "sd15_unet",
+    "sd15_vae",
+    "sd_params_from_diffusers",
+    "sd_params_to_diffusers",
+    "sd_unet_from_diffusers_config",
+    "sd_unet_tiny",
+    "sd_vae_tiny",
     "sinusoidal_embedding",
     "unet_from_diffusers_config",
     "unet_tiny",
