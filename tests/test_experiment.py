@@ -16,11 +16,12 @@ PRESETS = (
     "experiments/gan_mnist/config.py:tiny",
     "experiments/ddpm_mnist/config.py:tiny",
     "experiments/diffusion_toy/config.py:heartbeat,tiny",
+    "experiments/latent_mnist/config.py:autoencoder_tiny",
 )
 
 
 def test_every_family_has_defaults_that_name_it():
-    assert set(experiment.FAMILIES) == {"vae", "discrete_vae", "sbn", "gan", "ddpm", "sohl_dickstein"}
+    assert set(experiment.FAMILIES) == {"vae", "discrete_vae", "sbn", "gan", "ddpm", "sohl_dickstein", "autoencoder_kl", "ldm"}
     for name, family in experiment.FAMILIES.items():
         config = family.default_config()
         assert config.model.family == name
@@ -31,7 +32,7 @@ def test_every_family_has_defaults_that_name_it():
     for preset in PRESETS:
         # info() builds the experiment and shapes its parameters without initialising them.
         assert experiment.info(experiment.load_config(preset))["num_params"] > 0
-    with pytest.raises(ValueError, match=r"model.family: expected one of \['ddpm', 'discrete_vae', 'gan', 'sbn', 'sohl_dickstein', 'vae'\], got 'flow'"):
+    with pytest.raises(ValueError, match=r"model.family: expected one of \['autoencoder_kl', 'ddpm', 'discrete_vae', 'gan', 'ldm', 'sbn', 'sohl_dickstein', 'vae'\], got 'flow'"):
         experiment.get_family("flow")
 
 
