@@ -91,22 +91,46 @@ def test_the_autoencoder_trains_and_reports_its_latents(autoencoder_run):
 
 
 def test_latent_diffusion_trains_on_the_frozen_autoencoder_and_decodes(autoencoder_run, tmp_path, capsys):
+    # The Stable Diffusion recipe in miniature: the SD U-Net (cross-attending to a learned
+    # label context) on the frozen autoencoder's latents, class-conditional with guidance.
     workdir = tmp_path / "ldm"
-    args = ["--config", f"{CONFIG}:ldm_tiny", "--workdir", str(workdir), f"--config.model.autoencoder={autoencoder_run}"]
+    overrides = ["--config.model.network=sd_unet_tiny", "--config.model.num_classes=10", "--config.eval.guidance=1.0"]
+    args = ["--config", f"{CONFIG}:ldm_tiny", "--workdir", str(workdir), f"--config.model.autoencoder={autoencoder_run}", *overrides]
     assert cli.main(["train", *args]) == 0
     capsys.readouterr()
     result = json.loads((workdir / "eval.json").read_text())
     assert result["scale_factor"] > 0 and result["autoencoder_step"] == 4 and np.isfinite(result["test_latent_vlb_estimate_bpd"])
     assert "test_bits_per_dim" not in result
-    assert cli.main(["sample", "--workdir", str(workdir), "--num", "3", "--out", str(tmp_path)]) == 0
+    assert cli.main(["sample", "--workdir", str(workdir), "--num", "3", "--out", str(tmp_path), "--class-label", "7", "--guidance", "2"]) == 0
     images = np.load(json.loads(capsys.readouterr().out)["npz"])["images"]
     assert images.shape == (3, 8, 8, 1) and np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1
     # The estimated scale is a pure function of the seed and the autoencoder.
     from genjax.experiment import load_config
     from genjax.experiment.families import build
 
-    config = load_config(f"{CONFIG}:ldm_tiny", [f"model.autoencoder={autoencoder_run}"])
-    assert build(config).model.codec.info["scale_factor"] == result["scale_factor"]
+    config = load_config(f"{CONFIG}:ldm_tiny", [f"model.autoencoder={autoencoder_run}", *(o.removeprefix("--config.") for o in overrides)])
+    experiment = build(config)
+    assert experiment.model.codec.info["scale_factor"] == result["scale_factor"]
+    params = jax.eval_shape(experiment.init, jax.random.key(0))["params"]
+    assert params["label_embedding"]["embedding"].shape == (11, 16)  # 10 digits and the null label
+
+
+def test_genjax_info_reports_stable_diffusion_v15_as_diffusers_builds_it(capsys):
+    # tests/test_sd_nets.py checks these counts against diffusers' own models.
+    counts = {}
+    for preset in ("vae", "unet"):
+        assert cli.main(["info", "--config", f"experiments/stable_diffusion/config.py:{preset}"]) == 0
+        counts[preset] = json.loads(capsys.readouterr().out)
+    assert counts["vae"]["num_params"] == 83_653_863
+    assert counts["unet"]["num_params_by_module"] == {"unet": 859_520_964, "label_embedding": 768}
+    assert counts["unet"]["num_params"] == 859_520_964 + 768
+
+
+def test_a_network_that_does_not_exist_is_named(tmp_path, capsys):
+    args = ["info", "--config", "experiments/stable_diffusion/config.py:unet", "--config.model.network=sd21_unet"]
+    assert cli.main(args) in (1, 2)
+    err = capsys.readouterr().err
+    assert "model.network: expected 'unet' or one of ['sd15_unet', 'sd_unet_tiny'], got 'sd21_unet'" in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize(

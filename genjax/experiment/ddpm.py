@@ -8,6 +8,7 @@ import pathlib
 from collections.abc import Callable
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -22,6 +23,7 @@ from genjax.experiment.config import base_config
 from genjax.metrics import bits_per_dim
 from genjax.models import diffusion as diff
 from genjax.nn.module import array_apply
+from genjax.nn.sd import LabelContextUNet, UNet2DConditionModel, sd15_unet, sd_unet_tiny
 from genjax.nn.unet import UNet
 from genjax.types import Params
 
@@ -54,7 +56,8 @@ class DDPMModel:
     """The network and process of a DDPM experiment (``Experiment.model``).
 
     Attributes:
-      unet: the noise-prediction UNet.
+      unet: the noise-prediction network (``model.network``: the DDPM UNet or a
+        label-conditioned Stable Diffusion U-Net).
       diffusion: the forward process and loss hyperparameters.
       apply: ``apply(params, x, t, dropout_key)``, the UNet with dropout on exactly when
         a key is given (see ``unet_apply``).
@@ -63,7 +66,7 @@ class DDPMModel:
       codec: the autoencoder of a latent diffusion model, or None in pixel space.
     """
 
-    unet: UNet
+    unet: nn.Module
     diffusion: diff.Diffusion
     apply: diff.ApplyFn
     image_shape: tuple[int, int, int]
@@ -87,10 +90,18 @@ def default_config() -> ml_collections.ConfigDict:
     scale ``eval.guidance`` (0: the conditional model), applied only at timesteps in
     ``eval.guidance_interval = (t_lo, t_hi)`` when it is given (empty: at every step;
     Kynkaanniemi et al. 2024, arXiv 2404.07724, guide in a limited interval).
+
+    ``model.network`` is ``"unet"`` (the DDPM U-Net above, sized by ``model.ch``,
+    ``ch_mult``, ``num_res_blocks``, ``attn_resolutions`` and ``num_groups``) or the name
+    of a Stable Diffusion U-Net preset in :data:`SD_NETWORKS` (``"sd15_unet"``: Stable
+    Diffusion v1.5's 859.5M-parameter denoiser; ``"sd_unet_tiny"``), conditioned on the
+    label through cross-attention (:class:`genjax.nn.sd.LabelContextUNet`) with its
+    channels set by the data and ``model.dropout`` applied.
     """
     c = base_config()
     c.model = ml_collections.ConfigDict()
     c.model.family = "ddpm"
+    c.model.network = "unet"
     c.model.ch = 128
     c.model.ch_mult = (1, 2, 2, 2)
     c.model.num_res_blocks = 2
@@ -140,11 +151,32 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
-def build_unet(config: ml_collections.ConfigDict, channels: int, diffusion: diff.Diffusion) -> UNet:
-    """The UNet a DDPM config describes (``model.ch``, ``model.ch_mult``, ...)."""
+#: The Stable Diffusion U-Net presets ``model.network`` may name (:mod:`genjax.nn.sd`).
+SD_NETWORKS: dict[str, Callable[..., UNet2DConditionModel]] = {"sd15_unet": sd15_unet, "sd_unet_tiny": sd_unet_tiny}
+
+
+def build_unet(config: ml_collections.ConfigDict, channels: int, diffusion: diff.Diffusion) -> nn.Module:
+    """The denoiser a DDPM config describes: ``model.network`` with its fields.
+
+    Both networks take ``(x, t, y=None, *, train)``; ``y`` indexes ``num_classes + 1``
+    labels (the last is the null label) when ``model.num_classes > 0``.
+    """
     m = config.model
     if m.dtype not in DTYPES:
         raise ValueError(f"model.dtype: expected one of {sorted(DTYPES)}, got {m.dtype!r}")
+    num_labels = m.num_classes + 1 if m.num_classes else 0
+    if m.network in SD_NETWORKS:
+        h, w, _ = shape_of_images(config)
+        unet = SD_NETWORKS[m.network](
+            sample_size=h if h == w else None,
+            in_channels=channels,
+            out_channels=diffusion.output_channels(channels),
+            dropout=m.dropout,
+            dtype=DTYPES[m.dtype],
+        )
+        return LabelContextUNet(unet=unet, num_labels=max(num_labels, 1))
+    if m.network != "unet":
+        raise ValueError(f"model.network: expected 'unet' or one of {sorted(SD_NETWORKS)}, got {m.network!r}")
     return UNet(
         out_channels=diffusion.output_channels(channels),
         ch=m.ch,
@@ -153,7 +185,7 @@ def build_unet(config: ml_collections.ConfigDict, channels: int, diffusion: diff
         attn_resolutions=tuple(m.attn_resolutions),
         dropout=m.dropout,
         num_groups=m.num_groups,
-        num_classes=m.num_classes + 1 if m.num_classes else 0,
+        num_classes=num_labels,
         dtype=DTYPES[m.dtype],
     )
 
@@ -172,7 +204,7 @@ def build_diffusion(config: ml_collections.ConfigDict) -> diff.Diffusion:
     )
 
 
-def unet_apply(unet: UNet) -> diff.ApplyFn:
+def unet_apply(unet: nn.Module) -> diff.ApplyFn:
     """``apply(params, x, t, dropout_key, y=None)``: dropout is on exactly when a key is
     given; ``y`` are the class labels of a conditional UNet."""
 

@@ -100,8 +100,13 @@ def build_autoencoder_experiment(config: ml_collections.ConfigDict) -> Experimen
     _check_image_size(config, len(m.block_out_channels))
     module = build_autoencoder(config)
     loss = latent_lib.make_loss(module, kl_weight=m.kl_weight, reconstruction=m.reconstruction)
-    batcher = train_batcher(config, prepare=lambda b: {**b, "image": diff.to_model_scale(b["image"])})
-    cache: dict[str, np.ndarray] = {}
+    cache: dict[str, Any] = {}
+
+    def batches(step: int) -> dict[str, np.ndarray]:
+        # Loaded on first use: `genjax info` and sampling never need the training set.
+        if "batcher" not in cache:
+            cache["batcher"] = train_batcher(config, prepare=lambda b: {**b, "image": diff.to_model_scale(b["image"])})
+        return cache["batcher"].batch(step)
 
     def test_images() -> np.ndarray:
         if "images" not in cache:
@@ -151,8 +156,8 @@ def build_autoencoder_experiment(config: ml_collections.ConfigDict) -> Experimen
         config=config,
         model=module,
         init=jax.jit(lambda key: module.init(key, jnp.zeros((1,) + shape, jnp.float32))),
-        update=loss_update(config, loss, steps_per_epoch=batcher.steps_per_epoch),
-        batches=batcher.batch,
+        update=loss_update(config, loss, steps_per_epoch=0),
+        batches=batches,
         evaluate=evaluate,
         sample=sample,
         figures=figures,

@@ -20,7 +20,7 @@ import logging
 import os
 import pathlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -431,9 +431,24 @@ def sample(
     return SampleResult(num=num, npz=npz, png=png, step=step)
 
 
+def params_by_module(tree: Any) -> dict[str, int]:
+    """Parameter counts of the top-level modules of a parameter tree.
+
+    Wrappers with a single entry (Flax's ``params`` collection, a lone submodule) are
+    looked through, so a network's first level of submodules is counted.
+    """
+    node = tree
+    while isinstance(node, Mapping) and len(node) == 1:
+        node = next(iter(node.values()))
+    if not isinstance(node, Mapping):
+        return {}
+    return {str(name): num_params(sub) for name, sub in node.items()}
+
+
 def info(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The parameter count of a config's model (without initialising it) and the config."""
+    """The parameter count of a config's model (without initialising it), per top-level
+    module too, and the resolved config."""
     check_config(config)
     experiment = build(config)
     shapes = jax.eval_shape(experiment.init, keys.run_keys(config.seed).init)
-    return {"num_params": num_params(shapes), "config": resolved(config)}
+    return {"num_params": num_params(shapes), "num_params_by_module": params_by_module(shapes), "config": resolved(config)}

@@ -70,6 +70,7 @@ __all__ = [
     "Downsample2D",
     "Encoder",
     "FeedForward",
+    "LabelContextUNet",
     "ResnetBlock2D",
     "TimestepEmbedding",
     "Transformer2DModel",
@@ -912,6 +913,46 @@ class UNet2DConditionModel(nn.Module):
         x = _conv(self.out_channels, self.conv_out_kernel, "conv_out", self.dtype)(x)
         chex.assert_shape(x, (b, height, width, self.out_channels))
         return x
+
+
+class LabelContextUNet(nn.Module):
+    """A :class:`UNet2DConditionModel` conditioned on class labels through cross-attention.
+
+    Rombach et al. 2022 (arXiv 2112.10752, Section 3.3 and Table 15's class-conditional
+    ImageNet LDM) condition on a class by mapping it with a learned embedding table to a
+    one-token sequence ``tau_theta(y) [B, 1, cross_attention_dim]`` that the U-Net's
+    transformers attend to. With ``num_labels = K + 1`` the last label is the learned null
+    condition of classifier-free guidance; ``num_labels = 1`` is an unconditional model
+    (every call uses label 0, a learned constant context). The call signature is that of
+    :class:`genjax.nn.unet.UNet`, so the DDPM family can use either network.
+
+    Attributes:
+      unet: the conditional U-Net (its parameters live under ``unet``).
+      num_labels: rows of the embedding table (under ``label_embedding``).
+    """
+
+    unet: UNet2DConditionModel
+    num_labels: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None, *, train: bool = False) -> jax.Array:
+        """The U-Net's output for ``x [B, H, W, C]`` at times ``t [B]`` given labels ``y [B]``.
+
+        Args:
+          x: noisy inputs.
+          t: diffusion times.
+          y: integer labels in ``[0, num_labels)``; None means label 0.
+          train: enable dropout.
+
+        Returns:
+          ``[B, H, W, unet.out_channels]``.
+        """
+        if self.num_labels < 1:
+            raise ValueError(f"num_labels: expected a positive int, got {self.num_labels}")
+        labels = jnp.zeros((x.shape[0],), jnp.int32) if y is None else y
+        chex.assert_shape(labels, (x.shape[0],))
+        context = nn.Embed(self.num_labels, self.unet.cross_attention_dim, name="label_embedding")(labels)[:, None, :]
+        return self.unet(x, t, context, train=train)
 
 
 class Encoder(nn.Module):
