@@ -50,6 +50,7 @@ from genjax.nn.sd import (
     AutoencoderKL,
     UNet2DConditionModel,
 )
+from genjax.nn.unet2d import UNet2DModel
 
 __all__ = [
     "SD15_UNET_CONFIG",
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 Params = Any
-SDModule = UNet2DConditionModel | AutoencoderKL
+SDModule = UNet2DConditionModel | AutoencoderKL | UNet2DModel
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -468,7 +469,8 @@ def diffusers_config(module: SDModule) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- names
 
 _LIST_ELEMENT = re.compile(r"^(.+)_(\d+)$")
-_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias"}
+# An Embed's "embedding" ([num, features] in both libraries) and a raw "weight" vector are copied as they are.
+_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias", "embedding": "weight", "weight": "weight"}
 
 
 def diffusers_key(path: tuple[str, ...]) -> str:
@@ -525,8 +527,8 @@ def reference_params(module: SDModule) -> Params:
     """``jax.eval_shape`` of ``module.init``: the parameter tree, with no allocation.
 
     Args:
-      module: a :class:`~genjax.nn.sd.UNet2DConditionModel` or
-        :class:`~genjax.nn.sd.AutoencoderKL`.
+      module: a :class:`~genjax.nn.sd.UNet2DConditionModel`,
+        :class:`~genjax.nn.sd.AutoencoderKL` or :class:`~genjax.nn.unet2d.UNet2DModel`.
 
     Returns:
       ``{"params": ...}`` of ``jax.ShapeDtypeStruct`` leaves.
@@ -541,7 +543,10 @@ def reference_params(module: SDModule) -> Params:
     if isinstance(module, AutoencoderKL):
         x = jax.ShapeDtypeStruct((1, size, size, module.in_channels), jnp.float32)
         return jax.eval_shape(lambda x: module.init(key, x), x)
-    raise ValueError(f"module: expected a UNet2DConditionModel or AutoencoderKL, got {type(module).__name__}")
+    if isinstance(module, UNet2DModel):
+        x, t, y = module.example_inputs()
+        return jax.eval_shape(lambda x, t, y: module.init(key, x, t, y), x, t, y)
+    raise ValueError(f"module: expected a UNet2DConditionModel, AutoencoderKL or UNet2DModel, got {type(module).__name__}")
 
 
 def sd_params_from_diffusers(state: Mapping[str, Any], module: SDModule) -> Params:
@@ -550,8 +555,9 @@ def sd_params_from_diffusers(state: Mapping[str, Any], module: SDModule) -> Para
     Args:
       state: tensor name -> array (numpy, or anything ``np.asarray`` accepts) in
         PyTorch layout, as in ``diffusion_pytorch_model.safetensors``.
-      module: the target model (normally from :func:`sd_unet_from_diffusers_config` or
-        :func:`autoencoder_kl_from_diffusers_config`).
+      module: the target model (normally from :func:`sd_unet_from_diffusers_config`,
+        :func:`autoencoder_kl_from_diffusers_config` or
+        :func:`genjax.nn.diffusers_import.unet2d_from_diffusers_config`).
 
     Returns:
       ``{"params": ...}`` with exactly the tree, shapes and dtypes (float32) of
@@ -604,8 +610,8 @@ def sd_params_to_diffusers(params: Params) -> dict[str, np.ndarray]:
 
     Args:
       params: ``{"params": ...}`` (or the inner ``params`` tree) of a
-        :class:`~genjax.nn.sd.UNet2DConditionModel` or
-        :class:`~genjax.nn.sd.AutoencoderKL`.
+        :class:`~genjax.nn.sd.UNet2DConditionModel`,
+        :class:`~genjax.nn.sd.AutoencoderKL` or :class:`~genjax.nn.unet2d.UNet2DModel`.
 
     Returns:
       Diffusers key -> C-contiguous float32 numpy array in PyTorch layout.
