@@ -95,6 +95,7 @@ __all__ = [
     "DOWN_BLOCK_TYPES",
     "MID_BLOCK_TYPES",
     "REFUSED_BLOCK_TYPES",
+    "UNET2D_CONFIG_KEYS",
     "UP_BLOCK_TYPES",
     "AdaGroupNorm",
     "AttnDownBlock2D",
@@ -136,6 +137,38 @@ REFUSED_BLOCK_TYPES: dict[str, str] = {
     "AttnUpDecoderBlock2D": _DECODER,
 }
 
+#: The config keys of diffusers' ``UNet2DModel`` (its ``__init__`` arguments): the fields of :class:`UNet2DModel` but ``dtype``.
+UNET2D_CONFIG_KEYS = (
+    "sample_size",
+    "in_channels",
+    "out_channels",
+    "center_input_sample",
+    "time_embedding_type",
+    "time_embedding_dim",
+    "freq_shift",
+    "flip_sin_to_cos",
+    "down_block_types",
+    "mid_block_type",
+    "up_block_types",
+    "block_out_channels",
+    "layers_per_block",
+    "mid_block_scale_factor",
+    "downsample_padding",
+    "downsample_type",
+    "upsample_type",
+    "dropout",
+    "act_fn",
+    "attention_head_dim",
+    "norm_num_groups",
+    "attn_norm_num_groups",
+    "norm_eps",
+    "resnet_time_scale_shift",
+    "add_attention",
+    "class_embed_type",
+    "num_class_embeds",
+    "num_train_timesteps",
+)
+
 _SKIP_DOWN = ("SkipDownBlock2D", "AttnSkipDownBlock2D")
 _SKIP_UP = ("SkipUpBlock2D", "AttnSkipUpBlock2D")
 _K_BLOCKS = ("KDownBlock2D", "KUpBlock2D")
@@ -143,7 +176,7 @@ _K_GROUP_SIZE = 32  # channels per GroupNorm group in the k-diffusion blocks
 _SQRT2 = math.sqrt(2.0)
 
 
-def block_kind(name: str) -> str:
+def _block_kind(name: str) -> str:
     """A block type name without diffusers' optional ``UNetRes`` prefix."""
     return name.removeprefix("UNetRes")
 
@@ -559,7 +592,7 @@ def _check_block_names(key: str, names: Sequence[Any], supported: tuple[str, ...
         raise _fail(key, f"{count} block types (one per entry of block_out_channels)", names)
     kinds = []
     for i, name in enumerate(names):
-        kind = block_kind(name) if isinstance(name, str) else name
+        kind = _block_kind(name) if isinstance(name, str) else name
         if kind in REFUSED_BLOCK_TYPES:
             raise ValueError(f"{key}: entry {i} is {name!r}, which genjax's UNet2DModel refuses: {REFUSED_BLOCK_TYPES[kind]}")
         if kind not in supported:
