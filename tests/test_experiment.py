@@ -32,7 +32,10 @@ def test_every_family_has_defaults_that_name_it():
     for preset in PRESETS:
         # info() builds the experiment and shapes its parameters without initialising them.
         assert experiment.info(experiment.load_config(preset))["num_params"] > 0
-    with pytest.raises(ValueError, match=r"model.family: expected one of \['autoencoder_kl', 'ddpm', 'discrete_vae', 'gan', 'ldm', 'sbn', 'sohl_dickstein', 'vae'\], got 'flow'"):
+    with pytest.raises(
+        ValueError,
+        match=r"model.family: expected one of \['autoencoder_kl', 'ddpm', 'discrete_vae', 'gan', 'ldm', 'sbn', 'sohl_dickstein', 'vae'\], got 'flow'",
+    ):
         experiment.get_family("flow")
 
 
