@@ -345,7 +345,7 @@ GENERAL_CONFIGS: dict[str, dict] = {
         "resnet_time_scale_shift": "scale_shift",
     },
     # The k-diffusion blocks, a learned time table, identity class embedding (labels
-    # are embedding vectors), ReLU, no middle attention, mish-free 1-channel input.
+    # are embedding vectors), ReLU, no middle attention, one input and output channel.
     "kdiffusion": {
         "in_channels": 1,
         "out_channels": 1,

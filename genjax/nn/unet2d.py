@@ -53,7 +53,8 @@ and a ``'dropout'`` rng), ``act_fn`` (``silu``/``swish``, ``mish``, ``gelu``,
 (None: only with skip and k-diffusion blocks, which fix their own groups),
 ``attn_norm_num_groups``, ``norm_eps``, ``resnet_time_scale_shift`` (``"default"`` or
 ``"scale_shift"``), ``add_attention``, ``class_embed_type`` (None with
-``num_class_embeds``, ``"timestep"`` or ``"identity"``) and ``num_class_embeds``.
+``num_class_embeds``, ``"timestep"`` or ``"identity"``; diffusers silently builds no
+class embedding for any other name, which genjax refuses) and ``num_class_embeds``.
 
 Conventions: images are NHWC (diffusers: NCHW); ``timesteps`` are ``[B]`` or a scalar;
 ``module.apply({"params": p}, x, timesteps, class_labels=None, train=False)``.
