@@ -3,7 +3,8 @@
 A diffusers ``UNet2DModel`` is built from a named preset with a fixed seed, every
 parameter is perturbed (diffusers zero-initialises some layers, which would make the
 outputs trivial), the model is saved with safetensors and imported into genjax with
-:func:`genjax.nn.diffusers_import.load_diffusers_unet`, so the two libraries run
+:func:`genjax.nn.diffusers_import.load_diffusers_ddpm_unet` (genjax's own DDPM
+``UNet``, the network the ``ddpm`` family trains), so the two libraries run
 exactly the same weights. A forward pass on the same inputs is compared once at
 start-up (in float32 at full precision on both sides).
 
@@ -72,7 +73,7 @@ from genjax.hardware import compiled_cost, cpu_name, device_description
 from genjax.models import diffusion as diff
 from genjax.nn.diffusers_import import (
     DDPM_CIFAR10_DIFFUSERS_CONFIG,
-    load_diffusers_unet,
+    load_diffusers_ddpm_unet,
 )
 from genjax.nn.unet import UNet
 from genjax.train import (
@@ -202,11 +203,11 @@ def import_into_genjax(torch_model: UNet2DModel, dtype: Any) -> tuple[UNet, Any]
       dtype: genjax's computation dtype.
 
     Returns:
-      ``(model, params)`` from :func:`load_diffusers_unet`.
+      ``(model, params)`` from :func:`load_diffusers_ddpm_unet`.
     """
     with tempfile.TemporaryDirectory(prefix="genjax_peers_") as folder:
         torch_model.save_pretrained(folder, safe_serialization=True)
-        return load_diffusers_unet(folder, dtype=dtype)
+        return load_diffusers_ddpm_unet(folder, dtype=dtype)
 
 
 def schedulers() -> tuple[DDPMScheduler, DDIMScheduler]:

@@ -1,7 +1,13 @@
 """Neural-network building blocks shared by the model families."""
 
 from genjax.nn.conv import ConvDecoder, ConvEncoder
-from genjax.nn.diffusers_import import convert_diffusers_state_dict, load_diffusers_unet, unet_from_diffusers_config
+from genjax.nn.diffusers_import import (
+    convert_diffusers_state_dict,
+    load_diffusers_ddpm_unet,
+    load_diffusers_unet,
+    unet2d_from_diffusers_config,
+    unet_from_diffusers_config,
+)
 from genjax.nn.gan_nets import (
     DCGANCritic,
     DCGANGenerator,
@@ -30,6 +36,7 @@ from genjax.nn.sd_import import (
     sd_unet_from_diffusers_config,
 )
 from genjax.nn.unet import UNet, ddpm_cifar10, sinusoidal_embedding, unet_tiny
+from genjax.nn.unet2d import UNet2DModel
 
 __all__ = [
     "MLP",
@@ -46,6 +53,7 @@ __all__ = [
     "ResNetGenerator",
     "UNet",
     "UNet2DConditionModel",
+    "UNet2DModel",
     "apply",
     "array_apply",
     "autoencoder_kl_from_diffusers_config",
@@ -54,6 +62,7 @@ __all__ = [
     "inception_features",
     "inception_outputs",
     "load_diffusers_autoencoder_kl",
+    "load_diffusers_ddpm_unet",
     "load_diffusers_sd_unet",
     "load_diffusers_unet",
     "load_inception_params",
@@ -66,6 +75,7 @@ __all__ = [
     "sd_unet_tiny",
     "sd_vae_tiny",
     "sinusoidal_embedding",
+    "unet2d_from_diffusers_config",
     "unet_from_diffusers_config",
     "unet_tiny",
 ]

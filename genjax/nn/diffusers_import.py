@@ -1,33 +1,36 @@
-"""Import diffusers ``UNet2DModel`` checkpoints into :class:`genjax.nn.unet.UNet`.
+"""Import diffusers ``UNet2DModel`` checkpoints: any configuration, and DDPM ones into genjax's UNet.
 
-diffusers' ``UNet2DModel`` with the DDPM configuration (``google/ddpm-cifar10-32`` and
-its siblings, converted from the TensorFlow code of Ho, Jain & Abbeel 2020, "Denoising
-Diffusion Probabilistic Models", arXiv 2006.11239) is the same network as genjax's
-:class:`~genjax.nn.unet.UNet`: the module docstring of :mod:`genjax.nn.unet` lists the
-parameter-name correspondence this importer implements. Three functions:
+diffusers' ``UNet2DModel`` is the image U-Net of its DDPM, DDIM and score-SDE pipelines:
+the DDPM network of Ho, Jain & Abbeel (2020, "Denoising Diffusion Probabilistic
+Models", arXiv 2006.11239; ``google/ddpm-cifar10-32`` and its siblings), the NCSN++
+network of Song et al. (2021, "Score-Based Generative Modeling through Stochastic
+Differential Equations", arXiv 2011.13456; ``google/ncsnpp-*``) and the variants its
+config keys select. Two targets:
 
-* :func:`unet_from_diffusers_config` maps a ``config.json`` dict to a ``UNet`` and
-  rejects, with a ``ValueError`` naming the key and its value, every configuration
-  that genjax's UNet cannot reproduce exactly;
-* :func:`convert_diffusers_state_dict` renames and transposes a PyTorch state dict
-  (``[out, in, kh, kw]`` conv kernels to ``[kh, kw, in, out]``, ``Linear`` ``[out, in]``
-  to ``[in, out]``, the 1x1 ``conv_shortcut`` to a ``Dense``) into a Flax params pytree
-  with exactly the structure of ``UNet.init``, checking that every key is used and
-  every parameter filled with the right shape;
-* :func:`load_diffusers_unet` reads a saved model folder (``config.json`` and
-  ``diffusion_pytorch_model.safetensors``, or a pipeline folder's ``unet/``) with
-  ``safetensors.numpy``: no torch, no network access and never ``pickle``.
+* the general one, :class:`genjax.nn.unet2d.UNet2DModel`, a module-for-module mirror of
+  diffusers' class: :func:`unet2d_from_diffusers_config` builds it from any
+  ``config.json`` that diffusers' ``UNet2DModel`` builds and runs (missing keys take
+  ``UNet2DModel.__init__``'s defaults, exactly as in diffusers), and
+  :func:`load_diffusers_unet` loads a saved folder into it. This is the default
+  loader.
+* genjax's own DDPM network :class:`genjax.nn.unet.UNet` (the DDPM family's model, its
+  presets and training code): :func:`unet_from_diffusers_config` maps a DDPM-style
+  config onto it and refuses, naming the key, any setting it cannot reproduce;
+  :func:`load_diffusers_ddpm_unet` loads a folder into it. The parameter-name
+  correspondence is listed in :mod:`genjax.nn.unet`.
 
-Attention placement: diffusers attaches attention to the blocks whose type starts with
-``Attn``; genjax attaches it to the feature-map heights in ``attn_resolutions``. The
-importer turns the first into the second with the config's ``sample_size``, so the
-imported network equals the diffusers one on inputs of height ``sample_size`` (at
-other sizes the attention would move to other levels, or vanish).
+:func:`convert_diffusers_state_dict` converts a PyTorch state dict for either target
+(``[out, in, kh, kw]`` convolutions to ``[kh, kw, in, out]``, ``Linear`` ``[out, in]``
+to ``[in, out]``), checking that every tensor is used and every parameter filled with
+the right shape, and reporting all problems in one ``ValueError``. The pre-0.14
+attention names ``query``/``key``/``value``/``proj_attn`` are accepted, as diffusers
+does on load. Files are read with ``safetensors.numpy``: no torch, no network access
+and never ``pickle``.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import os
 import re
@@ -40,56 +43,28 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from genjax.nn.sd_import import _bool, _int, _number, _prepare, read_diffusers_folder, reference_params, sd_params_from_diffusers
 from genjax.nn.unet import UNet
+from genjax.nn.unet2d import UNET2D_CONFIG_KEYS, UNet2DModel
 
 __all__ = [
     "DDPM_CIFAR10_DIFFUSERS_CONFIG",
     "convert_diffusers_state_dict",
+    "load_diffusers_ddpm_unet",
     "load_diffusers_unet",
+    "unet2d_from_diffusers_config",
     "unet_from_diffusers_config",
 ]
 
 Params = Any
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
-PICKLE_WEIGHTS_NAME = "diffusion_pytorch_model.bin"
+# ``UNet2DModel.__init__``'s defaults (diffusers 0.42; unchanged since 0.20), which are
+# the defaults of genjax's UNet2DModel fields. A key missing from config.json takes these
+# values when diffusers builds the model, so the importer reads it the same way: e.g. a
+# config without ``freq_shift`` means 0.
+_DIFFUSERS_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(UNet2DModel) if f.name in UNET2D_CONFIG_KEYS}
 
-# ``UNet2DModel.__init__``'s defaults (diffusers 0.42; unchanged since 0.20). A key
-# missing from config.json takes these values when diffusers builds the model, so the
-# importer must read it the same way: e.g. a config without ``freq_shift`` means 0.
-_DIFFUSERS_DEFAULTS: dict[str, Any] = {
-    "sample_size": None,
-    "in_channels": 3,
-    "out_channels": 3,
-    "center_input_sample": False,
-    "time_embedding_type": "positional",
-    "time_embedding_dim": None,
-    "freq_shift": 0,
-    "flip_sin_to_cos": True,
-    "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
-    "mid_block_type": "UNetMidBlock2D",
-    "up_block_types": ("AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-    "block_out_channels": (224, 448, 672, 896),
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "downsample_padding": 1,
-    "downsample_type": "conv",
-    "upsample_type": "conv",
-    "dropout": 0.0,
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "norm_num_groups": 32,
-    "attn_norm_num_groups": None,
-    "norm_eps": 1e-5,
-    "resnet_time_scale_shift": "default",
-    "add_attention": True,
-    "class_embed_type": None,
-    "num_class_embeds": None,
-    "num_train_timesteps": None,
-}
-
-# Block types genjax can express; diffusers strips a leading "UNetRes" from block names.
+# Block types genjax's DDPM UNet can express; diffusers strips a leading "UNetRes" from block names.
 _PLAIN_DOWN, _ATTN_DOWN = "DownBlock2D", "AttnDownBlock2D"
 _PLAIN_UP, _ATTN_UP = "UpBlock2D", "AttnUpBlock2D"
 _SWISH_NAMES = ("silu", "swish")  # both are torch.nn.SiLU in diffusers' get_activation
@@ -164,8 +139,112 @@ def _sample_height(config: Mapping[str, Any], num_levels: int) -> int | None:
     return sizes[0]
 
 
+def _optional_int(cfg: Mapping[str, Any], key: str) -> int | None:
+    return None if cfg[key] is None else _int(cfg, key)
+
+
+def _names(cfg: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = cfg[key]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key}: expected a list of block type names, got {value!r}")
+    return tuple(value)
+
+
+def _string(cfg: Mapping[str, Any], key: str, optional: bool = False) -> Any:
+    value = cfg[key]
+    if not (isinstance(value, str) or (optional and value is None)):
+        raise ValueError(f"{key}: expected a string{' or null' if optional else ''}, got {value!r}")
+    return value
+
+
+def _size(cfg: Mapping[str, Any]) -> int | tuple[int, int] | None:
+    value = cfg["sample_size"]
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value):
+        return (value[0], value[1])
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"sample_size: expected null, a positive int or [height, width], got {value!r}")
+    return value
+
+
+def unet2d_from_diffusers_config(config: Mapping[str, Any], *, dtype: Any = jnp.float32) -> UNet2DModel:
+    """The :class:`~genjax.nn.unet2d.UNet2DModel` of a diffusers ``UNet2DModel`` ``config.json``.
+
+    Accepts every configuration diffusers' ``UNet2DModel`` builds and runs (DDPM, Ho et
+    al. 2020, arXiv 2006.11239; NCSN++, Song et al. 2021, arXiv 2011.13456; and the
+    other combinations of its options; see :mod:`genjax.nn.unet2d` for the block types).
+    Keys missing from ``config`` take ``UNet2DModel.__init__``'s defaults, as in
+    diffusers; ``_``-prefixed metadata keys are ignored. ``downsample_type`` /
+    ``upsample_type`` null mean ``"conv"``, as in diffusers' attention blocks.
+
+    Args:
+      config: the parsed ``config.json``.
+      dtype: computation dtype (parameters stay float32).
+
+    Returns:
+      The module (no parameters).
+
+    Raises:
+      ValueError: naming the first invalid key, what is expected and the value given
+        (unknown keys, unknown or refused block types with the reason, mismatched
+        lengths, non-positive channel counts, and every combination diffusers cannot
+        run).
+    """
+    cfg = _prepare(config, "UNet2DModel", _DIFFUSERS_DEFAULTS, {}, silu_only=False)
+    channels = cfg["block_out_channels"]
+    if not isinstance(channels, (list, tuple)):
+        raise ValueError(f"block_out_channels: expected a non-empty list of positive ints, got {channels!r}")
+    module = UNet2DModel(
+        sample_size=_size(cfg),
+        in_channels=_int(cfg, "in_channels"),
+        out_channels=_int(cfg, "out_channels"),
+        center_input_sample=_bool(cfg, "center_input_sample"),
+        time_embedding_type=_string(cfg, "time_embedding_type"),
+        time_embedding_dim=_optional_int(cfg, "time_embedding_dim"),
+        freq_shift=_number(cfg, "freq_shift"),
+        flip_sin_to_cos=_bool(cfg, "flip_sin_to_cos"),
+        down_block_types=_names(cfg, "down_block_types"),
+        mid_block_type=_string(cfg, "mid_block_type", optional=True),
+        up_block_types=_names(cfg, "up_block_types"),
+        block_out_channels=tuple(channels),
+        layers_per_block=_int(cfg, "layers_per_block"),
+        mid_block_scale_factor=_number(cfg, "mid_block_scale_factor"),
+        downsample_padding=_int(cfg, "downsample_padding", minimum=0),
+        downsample_type=_string(cfg, "downsample_type", optional=True) or "conv",
+        upsample_type=_string(cfg, "upsample_type", optional=True) or "conv",
+        dropout=_number(cfg, "dropout"),
+        act_fn=_string(cfg, "act_fn"),
+        attention_head_dim=_optional_int(cfg, "attention_head_dim"),
+        norm_num_groups=_optional_int(cfg, "norm_num_groups"),
+        attn_norm_num_groups=_optional_int(cfg, "attn_norm_num_groups"),
+        norm_eps=_number(cfg, "norm_eps"),
+        resnet_time_scale_shift=_string(cfg, "resnet_time_scale_shift"),
+        add_attention=_bool(cfg, "add_attention"),
+        class_embed_type=_string(cfg, "class_embed_type", optional=True),
+        num_class_embeds=_optional_int(cfg, "num_class_embeds"),
+        num_train_timesteps=_optional_int(cfg, "num_train_timesteps"),
+        dtype=dtype,
+    )
+    if module.norm_eps <= 0:
+        raise ValueError(f"norm_eps: expected a positive number, got {module.norm_eps!r}")
+    module.validate()
+    try:  # the remaining combinations that diffusers cannot run fail on shapes when traced
+        reference_params(module)
+    except (TypeError, ValueError, AssertionError) as err:
+        raise ValueError(
+            f"config: diffusers' UNet2DModel cannot run this combination of down_block_types={list(module.down_block_types)}, "
+            f"up_block_types={list(module.up_block_types)}, block_out_channels={list(module.block_out_channels)} and "
+            f"norm_num_groups={module.norm_num_groups} ({type(err).__name__}: {err})"
+        ) from None
+    return module
+
+
 def unet_from_diffusers_config(config: Mapping[str, Any], *, dtype: Any = jnp.float32) -> UNet:
-    """The genjax :class:`~genjax.nn.unet.UNet` equal to a diffusers ``UNet2DModel``.
+    """The genjax DDPM :class:`~genjax.nn.unet.UNet` equal to a DDPM-style diffusers ``UNet2DModel``.
+
+    For the DDPM family's own network; :func:`unet2d_from_diffusers_config` accepts
+    every configuration.
 
     The DDPM network of Ho et al. (2020, arXiv 2006.11239, Appendix B) as configured in
     diffusers: ``ch = block_out_channels[0]``, ``ch_mult = block_out_channels / ch``,
@@ -197,15 +276,7 @@ def unet_from_diffusers_config(config: Mapping[str, Any], *, dtype: Any = jnp.fl
       ValueError: naming the first config key (and its value) that genjax's UNet cannot
         reproduce exactly, or an unknown key.
     """
-    if not isinstance(config, Mapping):
-        raise ValueError(f"config: expected a mapping (the parsed config.json), got {type(config).__name__}")
-    class_name = config.get("_class_name", "UNet2DModel")
-    if class_name != "UNet2DModel":
-        raise ValueError(f"_class_name: expected 'UNet2DModel', got {class_name!r}")
-    unknown = sorted(k for k in config if not k.startswith("_") and k not in _DIFFUSERS_DEFAULTS)
-    if unknown:
-        raise ValueError(f"config: unknown UNet2DModel keys {unknown}; cannot tell whether they change the network")
-    cfg = {**_DIFFUSERS_DEFAULTS, **config}
+    cfg = _prepare(config, "UNet2DModel", _DIFFUSERS_DEFAULTS, {}, silu_only=False)
 
     # Time embedding (diffusers Timesteps + TimestepEmbedding).
     _require(cfg, "time_embedding_type", "positional", "the sinusoidal embedding of the DDPM")
@@ -412,35 +483,7 @@ def _rename_deprecated(state: Mapping[str, Any]) -> dict[str, Any]:
     return renamed
 
 
-def convert_diffusers_state_dict(
-    state: Mapping[str, Any],
-    model: UNet,
-    image_shape: tuple[int, int, int],
-) -> Params:
-    """Converts a diffusers ``UNet2DModel`` state dict into ``model``'s Flax parameters.
-
-    Names follow the correspondence in :mod:`genjax.nn.unet` (e.g. ``down_{i}_res_{j}``
-    <- ``down_blocks.{i}.resnets.{j}``, ``up_{i}_*`` <- ``up_blocks.{L-1-i}``); the
-    pre-0.14 attention names ``query``/``key``/``value``/``proj_attn`` are accepted for
-    ``to_q``/``to_k``/``to_v``/``to_out.0``, as diffusers does on load. Layouts: conv
-    ``[out, in, kh, kw]`` -> ``[kh, kw, in, out]``; ``Linear`` ``[out, in]`` -> ``[in,
-    out]``; the 1x1 ``conv_shortcut`` ``[out, in, 1, 1]`` -> ``Dense`` ``[in, out]``;
-    GroupNorm ``weight`` -> ``scale``. Values are cast to float32.
-
-    Args:
-      state: parameter name -> array (numpy, or anything ``np.asarray`` accepts), as
-        saved by ``UNet2DModel.save_pretrained``.
-      model: the target UNet, normally from :func:`unet_from_diffusers_config`.
-      image_shape: ``(H, W, C)`` of one input image (only to trace ``model.init``).
-
-    Returns:
-      ``{"params": ...}`` with exactly the tree structure, shapes and dtypes of
-      ``model.init(key, x, t)`` (``jax.eval_shape`` of it is the reference).
-
-    Raises:
-      ValueError: listing every missing key, unexpected key and shape mismatch (with
-        the diffusers key and both shapes in PyTorch layout).
-    """
+def _convert_to_ddpm_unet(state: Mapping[str, Any], model: UNet, image_shape: tuple[int, int, int]) -> Params:
     if len(tuple(image_shape)) != 3:
         raise ValueError(f"image_shape: expected (H, W, C), got {image_shape!r}")
     height, width, in_channels = (int(d) for d in image_shape)
@@ -452,7 +495,6 @@ def convert_diffusers_state_dict(
     else:
         reference = jax.eval_shape(lambda x, t: model.init(jax.random.key(0), x, t), x, t)
 
-    state = _rename_deprecated(state)
     num_levels = len(model.ch_mult)
     flat_reference = traverse_util.flatten_dict(reference["params"])
     flat: dict[tuple[str, ...], jax.Array] = {}
@@ -492,29 +534,89 @@ def convert_diffusers_state_dict(
     return params
 
 
-def _find_model_folder(folder: str | os.PathLike[str]) -> str:
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"folder: no such directory {folder!r} (expected a saved UNet2DModel)")
-    if os.path.isfile(os.path.join(folder, CONFIG_NAME)):
-        return folder
-    nested = os.path.join(folder, "unet")
-    if os.path.isfile(os.path.join(nested, CONFIG_NAME)):
-        return nested
-    raise FileNotFoundError(
-        f"folder: found neither {os.path.join(folder, CONFIG_NAME)!r} nor {os.path.join(nested, CONFIG_NAME)!r} (a diffusers pipeline's unet/ subfolder)"
-    )
+def convert_diffusers_state_dict(
+    state: Mapping[str, Any],
+    model: UNet2DModel | UNet,
+    image_shape: tuple[int, int, int] | None = None,
+) -> Params:
+    """Converts a diffusers ``UNet2DModel`` state dict into ``model``'s Flax parameters.
+
+    For a :class:`~genjax.nn.unet2d.UNet2DModel`, names follow
+    :mod:`genjax.nn.sd_import`'s generic rule (``down_blocks.1.resnets.0.conv1.weight``
+    <- ``down_blocks_1/resnets_0/conv1/kernel``). For a DDPM
+    :class:`~genjax.nn.unet.UNet` they follow the table in :mod:`genjax.nn.unet` (e.g.
+    ``down_{i}_res_{j}`` <- ``down_blocks.{i}.resnets.{j}``, ``up_{i}_*`` <-
+    ``up_blocks.{L-1-i}``, the 1x1 ``conv_shortcut`` ``[out, in, 1, 1]`` -> ``Dense``
+    ``[in, out]``). Both accept the pre-0.14 attention names ``query``/``key``/
+    ``value``/``proj_attn`` for ``to_q``/``to_k``/``to_v``/``to_out.0``, as diffusers
+    does on load. Layouts: conv ``[out, in, kh, kw]`` -> ``[kh, kw, in, out]``;
+    ``Linear`` ``[out, in]`` -> ``[in, out]``; norm ``weight`` -> ``scale``; embedding
+    tables as they are. Values are cast to float32.
+
+    Args:
+      state: parameter name -> array (numpy, or anything ``np.asarray`` accepts), as
+        saved by ``UNet2DModel.save_pretrained``.
+      model: the target, normally from :func:`unet2d_from_diffusers_config` or
+        :func:`unet_from_diffusers_config`.
+      image_shape: for a DDPM ``UNet`` only: ``(H, W, C)`` of one input image at the
+        config's ``sample_size`` (its attention is placed by feature-map height).
+
+    Returns:
+      ``{"params": ...}`` with exactly the tree structure, shapes and dtypes of
+      ``model.init`` (``jax.eval_shape`` of it is the reference).
+
+    Raises:
+      ValueError: listing every missing key, unexpected key and shape mismatch (with
+        the diffusers key and both shapes in PyTorch layout), or non-float / non-finite
+        tensors.
+    """
+    state = _rename_deprecated(state)
+    if isinstance(model, UNet2DModel):
+        return sd_params_from_diffusers(state, model)
+    if not isinstance(model, UNet):
+        raise ValueError(f"model: expected a UNet2DModel or a UNet, got {type(model).__name__}")
+    if image_shape is None:
+        raise ValueError("image_shape: needed for a DDPM UNet, (H, W, C) of one input image")
+    return _convert_to_ddpm_unet(state, model, image_shape)
 
 
-def load_diffusers_unet(folder: str | os.PathLike[str], *, dtype: Any = jnp.float32) -> tuple[UNet, Params]:
-    """Loads a diffusers ``UNet2DModel`` folder as a genjax ``UNet`` and its parameters.
+def load_diffusers_unet(folder: str | os.PathLike[str], *, dtype: Any = jnp.float32) -> tuple[UNet2DModel, Params]:
+    """Loads any diffusers ``UNet2DModel`` folder as a genjax :class:`~genjax.nn.unet2d.UNet2DModel`.
 
     The folder is what ``UNet2DModel.save_pretrained(folder, safe_serialization=True)``
     writes (``config.json`` and ``diffusion_pytorch_model.safetensors``), or a pipeline
-    folder such as a local copy of ``google/ddpm-cifar10-32`` (Ho et al. 2020, arXiv
-    2006.11239), whose ``unet/`` subfolder holds them. Weights are read with
-    ``safetensors.numpy`` (no torch, no network). PyTorch ``.bin`` checkpoints are
-    pickles, which can run arbitrary code when loaded, and are refused.
+    folder whose ``unet/`` subfolder holds them, such as a local copy of
+    ``google/ddpm-cifar10-32`` (Ho et al. 2020, arXiv 2006.11239) or
+    ``google/ncsnpp-celebahq-256`` (Song et al. 2021, arXiv 2011.13456). Weights are
+    read with ``safetensors.numpy`` (no torch, no network). PyTorch ``.bin``
+    checkpoints are pickles, which can run arbitrary code when loaded, and are refused.
+
+    Args:
+      folder: the model folder (or a pipeline folder with ``unet/``).
+      dtype: computation dtype (parameters are float32).
+
+    Returns:
+      ``(model, params)`` with ``model.apply(params, x_nhwc, t, class_labels)`` equal
+      to the diffusers model's ``.sample`` transposed to NHWC.
+
+    Raises:
+      FileNotFoundError: naming the missing folder or file; for a folder with only
+        ``diffusion_pytorch_model.bin``, explaining how to convert it to safetensors.
+      ValueError: for an invalid configuration or a state dict that does not match it.
+    """
+    config, state = read_diffusers_folder(folder, "unet")
+    model = unet2d_from_diffusers_config(config, dtype=dtype)
+    return model, convert_diffusers_state_dict(state, model)
+
+
+def load_diffusers_ddpm_unet(folder: str | os.PathLike[str], *, dtype: Any = jnp.float32) -> tuple[UNet, Params]:
+    """Loads a DDPM-style diffusers ``UNet2DModel`` folder as genjax's DDPM :class:`~genjax.nn.unet.UNet`.
+
+    The folder layout and file handling are :func:`load_diffusers_unet`'s; the
+    configuration must be one :func:`unet_from_diffusers_config` maps (the DDPM
+    network of Ho et al. 2020, arXiv 2006.11239, as in ``google/ddpm-cifar10-32``).
+    Use it to train, sample or benchmark the checkpoint with the DDPM family's own
+    network.
 
     Args:
       folder: the model folder (or a pipeline folder with ``unet/``).
@@ -525,43 +627,13 @@ def load_diffusers_unet(folder: str | os.PathLike[str], *, dtype: Any = jnp.floa
       model's ``.sample`` (transposed to NHWC) on inputs of height ``sample_size``.
 
     Raises:
-      FileNotFoundError: naming the missing folder or file; for a folder with only
-        ``diffusion_pytorch_model.bin``, explaining how to convert it to safetensors.
-      ValueError: for a configuration or state dict genjax cannot map exactly.
+      FileNotFoundError: as :func:`load_diffusers_unet`.
+      ValueError: for a configuration or state dict genjax's UNet cannot map exactly.
     """
-    model_folder = _find_model_folder(folder)
-    weights = os.path.join(model_folder, WEIGHTS_NAME)
-    if not os.path.isfile(weights):
-        pickle_path = os.path.join(model_folder, PICKLE_WEIGHTS_NAME)
-        if os.path.isfile(pickle_path):
-            raise FileNotFoundError(
-                f"folder: {weights!r} not found, only {pickle_path!r}. A .bin checkpoint is a Python pickle, "
-                "which can execute arbitrary code when loaded, so genjax does not unpickle it. Convert it once, "
-                "in an environment you trust, with diffusers: UNet2DModel.from_pretrained(folder)"
-                ".save_pretrained(out_folder, safe_serialization=True), then load out_folder."
-            )
-        raise FileNotFoundError(f"folder: weights file {weights!r} not found")
-    config_path = os.path.join(model_folder, CONFIG_NAME)
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"folder: {config_path!r} is not valid JSON ({err})") from None
+    config, state = read_diffusers_folder(folder, "unet")
     model = unet_from_diffusers_config(config, dtype=dtype)
-
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    try:
-        state = load_file(weights)
-    except (SafetensorError, TypeError, ValueError) as err:  # a corrupt file; bfloat16 has no numpy dtype
-        raise ValueError(
-            f"folder: cannot read {weights!r} as numpy arrays ({type(err).__name__}: {err}); genjax reads float16/32/64 "
-            "safetensors files: re-save a bfloat16 checkpoint in float32"
-        ) from None
     num_levels = len(model.ch_mult)
     size = config.get("sample_size") or 2 ** (num_levels - 1)
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     in_channels = config.get("in_channels", _DIFFUSERS_DEFAULTS["in_channels"])
-    params = convert_diffusers_state_dict(state, model, (height, width, in_channels))
-    return model, params
+    return model, convert_diffusers_state_dict(state, model, (height, width, in_channels))

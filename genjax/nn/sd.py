@@ -50,13 +50,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "Attention",
@@ -72,6 +73,7 @@ __all__ = [
     "FeedForward",
     "LabelContextUNet",
     "ResnetBlock2D",
+    "ResnetBlockFields",
     "TimestepEmbedding",
     "Transformer2DModel",
     "UNet2DConditionModel",
@@ -80,6 +82,12 @@ __all__ = [
     "UpBlock2D",
     "UpDecoderBlock2D",
     "Upsample2D",
+    "activation",
+    "attention_block",
+    "avg_pool_2x",
+    "fir_downsample_2x",
+    "fir_upsample_2x",
+    "nearest_upsample_2x",
     "sd15_unet",
     "sd15_vae",
     "sd_unet_tiny",
@@ -116,6 +124,108 @@ def _per_block(value: int | Sequence[int], num_blocks: int, name: str) -> tuple[
     if len(values) != num_blocks:
         raise ValueError(f"{name}: expected an int or {num_blocks} values (one per block), got {value!r}")
     return values
+
+
+# diffusers' get_activation (names are case-insensitive there too).
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "swish": nn.silu,
+    "silu": nn.silu,
+    "mish": jax.nn.mish,
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),
+    "relu": jax.nn.relu,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The activation diffusers' ``get_activation(name)`` builds (``torch.nn.SiLU``, ...).
+
+    Args:
+      name: ``"swish"``/``"silu"`` (SiLU), ``"mish"``, ``"gelu"`` (exact, erf-based) or
+        ``"relu"``, in any letter case.
+
+    Returns:
+      The elementwise function.
+
+    Raises:
+      ValueError: for any other name.
+    """
+    if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
+        raise ValueError(f"act_fn: expected one of {sorted(ACTIVATIONS)} (any case), got {name!r}")
+    return ACTIVATIONS[name.lower()]
+
+
+def avg_pool_2x(x: jax.Array) -> jax.Array:
+    """2x2 average pooling with stride 2 (diffusers' ``Downsample2D(use_conv=False)``) of ``[B, H, W, C]``."""
+    chex.assert_rank(x, 4)
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def nearest_upsample_2x(x: jax.Array) -> jax.Array:
+    """Nearest-neighbour x2 upsampling (diffusers' ``Upsample2D(use_conv=False)``) of ``[B, H, W, C]``."""
+    chex.assert_rank(x, 4)
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+# The binomial FIR filter [1, 3, 3, 1] of StyleGAN2 / NCSN++ resampling (diffusers' fir_kernel).
+_FIR_TAPS = np.array([1.0, 3.0, 3.0, 1.0])
+
+
+def _fir(x: jax.Array, gain: float, up: int, down: int, reflect: bool) -> jax.Array:
+    """Depthwise ``upfirdn`` with one pixel of padding: pad, zero-insert by ``up``, filter, stride ``down``."""
+    kernel = np.outer(_FIR_TAPS, _FIR_TAPS)
+    kernel = np.flip(kernel * gain / kernel.sum())  # upfirdn convolves; lax correlates
+    channels = x.shape[-1]
+    weights = jnp.asarray(np.tile(kernel[:, :, None, None], (1, 1, 1, channels)), dtype=x.dtype)
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect" if reflect else "constant")
+    return jax.lax.conv_general_dilated(
+        x,
+        weights,
+        window_strides=(down, down),
+        padding=((0, 0), (0, 0)),
+        lhs_dilation=(up, up),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=channels,
+    )
+
+
+def fir_downsample_2x(x: jax.Array, reflect: bool = False) -> jax.Array:
+    """Halves ``[B, H, W, C]`` with the ``[1, 3, 3, 1]`` FIR filter (diffusers' ``downsample_2d``).
+
+    The anti-aliased resampling of StyleGAN2 used by NCSN++ (Song et al. 2021, "Score-Based
+    Generative Modeling through Stochastic Differential Equations", arXiv 2011.13456,
+    Appendix H): filter ``k k^T / sum`` with ``k = [1, 3, 3, 1]`` and stride 2 after one
+    pixel of zero padding on each side; with ``reflect``, reflection padding instead
+    (diffusers' ``KDownsample2D`` of the k-diffusion blocks).
+
+    Args:
+      x: ``[B, H, W, C]`` with even H and W.
+      reflect: pad by reflection instead of zeros.
+
+    Returns:
+      ``[B, H / 2, W / 2, C]``.
+    """
+    chex.assert_rank(x, 4)
+    return _fir(x, gain=1.0, up=1, down=2, reflect=reflect)
+
+
+def fir_upsample_2x(x: jax.Array, reflect: bool = False) -> jax.Array:
+    """Doubles ``[B, H, W, C]`` with the ``[1, 3, 3, 1]`` FIR filter (diffusers' ``upsample_2d``).
+
+    Zero-insertion upsampling followed by the filter ``4 k k^T / sum`` (gain
+    ``factor**2`` keeps constant images constant), as in NCSN++ (Song et al. 2021, arXiv
+    2011.13456); with ``reflect`` the input is first padded by reflection (diffusers'
+    ``KUpsample2D``, a stride-2 transposed convolution with the same filter).
+
+    Args:
+      x: ``[B, H, W, C]``.
+      reflect: pad by reflection instead of zeros.
+
+    Returns:
+      ``[B, 2H, 2W, C]``.
+    """
+    chex.assert_rank(x, 4)
+    return _fir(x, gain=4.0, up=2, down=1, reflect=reflect)
 
 
 def timestep_embedding(timesteps: jax.Array, dim: int, flip_sin_to_cos: bool = True, freq_shift: float = 0.0, max_period: float = 10000.0) -> jax.Array:
@@ -168,14 +278,18 @@ class TimestepEmbedding(nn.Module):
 
 
 class ResnetBlock2D(nn.Module):
-    """Diffusers' ``ResnetBlock2D``: the residual block of the LDM U-Net and autoencoder.
+    """Diffusers' ``ResnetBlock2D``: the residual block of the DDPM / LDM U-Nets and autoencoder.
 
-    ``GroupNorm -> SiLU -> conv3x3 (+ projected time embedding) -> GroupNorm -> SiLU ->
-    dropout -> conv3x3``, plus the input (through a 1x1 ``conv_shortcut`` when the channel
-    count changes), divided by ``output_scale_factor`` (Rombach et al. 2022, arXiv
-    2112.10752, Appendix E; the BigGAN/DDPM residual block). With
+    ``GroupNorm -> act -> [resample] -> conv3x3 (+ projected time embedding) -> GroupNorm
+    -> act -> dropout -> conv3x3``, plus the input (resampled the same way, and through a
+    1x1 ``conv_shortcut`` when the channel count changes or ``use_in_shortcut``),
+    divided by ``output_scale_factor`` (the BigGAN-style residual block of Ho et al.
+    2020, arXiv 2006.11239, and Rombach et al. 2022, arXiv 2112.10752, Appendix E). With
     ``time_embedding_norm="scale_shift"`` the time embedding gives ``(scale, shift)``
-    applied after the second norm as ``h * (1 + scale) + shift``.
+    applied after the second norm as ``h * (1 + scale) + shift``. With ``up``/``down``
+    the block resamples by 2 after the first activation: nearest-neighbour / 2x2
+    average pooling, or the ``[1, 3, 3, 1]`` FIR filter with ``fir`` (the NCSN++
+    residual blocks of Song et al. 2021, arXiv 2011.13456).
 
     Attributes:
       out_channels: output channels.
@@ -185,7 +299,13 @@ class ResnetBlock2D(nn.Module):
       dropout: dropout rate before ``conv2`` (active only with ``deterministic=False``).
       time_embedding_norm: ``"default"`` (add) or ``"scale_shift"``.
       output_scale_factor: divides the residual sum.
-      skip_time_act: do not apply SiLU to the time embedding before ``time_emb_proj``.
+      skip_time_act: do not apply the activation to the time embedding before ``time_emb_proj``.
+      act_fn: the activation (a name :func:`activation` accepts).
+      up: upsample by 2 (input and residual branch).
+      down: downsample by 2 (input and residual branch).
+      fir: resample with the FIR filter (diffusers' ``kernel="fir"``).
+      use_in_shortcut: force (True) or forbid (False) the 1x1 shortcut; None: only when
+        the channel count changes.
       dtype: computation dtype.
     """
 
@@ -197,21 +317,37 @@ class ResnetBlock2D(nn.Module):
     time_embedding_norm: TimeEmbeddingNorm = "default"
     output_scale_factor: float = 1.0
     skip_time_act: bool = False
+    act_fn: str = "silu"
+    up: bool = False
+    down: bool = False
+    fir: bool = False
+    use_in_shortcut: bool | None = None
     dtype: Dtype = jnp.float32
+
+    def _resample(self, x: jax.Array) -> jax.Array:
+        if self.up:
+            return fir_upsample_2x(x) if self.fir else nearest_upsample_2x(x)
+        if self.down:
+            return fir_downsample_2x(x) if self.fir else avg_pool_2x(x)
+        return x
 
     @nn.compact
     def __call__(self, x: jax.Array, temb: jax.Array | None = None, *, deterministic: bool = True) -> jax.Array:
-        """Maps ``[B, H, W, C_in]`` (and ``temb [B, T]``) to ``[B, H, W, out_channels]``."""
+        """Maps ``[B, H, W, C_in]`` (and ``temb [B, T]``) to ``[B, H', W', out_channels]`` (``H' = 2H``, ``H / 2`` or ``H``)."""
         chex.assert_rank(x, 4)
         if self.time_embedding_norm not in ("default", "scale_shift"):
             raise ValueError(f"time_embedding_norm: expected 'default' or 'scale_shift', got {self.time_embedding_norm!r}")
-        h = nn.silu(_group_norm(self.groups, self.eps, "norm1", self.dtype)(x))
+        if self.up and self.down:
+            raise ValueError("up, down: a block resamples one way at most")
+        act = activation(self.act_fn)
+        h = act(_group_norm(self.groups, self.eps, "norm1", self.dtype)(x))
+        x, h = self._resample(x), self._resample(h)
         h = _conv(self.out_channels, 3, "conv1", self.dtype)(h)
         norm2 = _group_norm(self.groups_out or self.groups, self.eps, "norm2", self.dtype)
         if temb is not None:
             chex.assert_rank(temb, 2)
             width = self.out_channels * (2 if self.time_embedding_norm == "scale_shift" else 1)
-            t = nn.Dense(width, dtype=self.dtype, name="time_emb_proj")(temb if self.skip_time_act else nn.silu(temb))[:, None, None, :]
+            t = nn.Dense(width, dtype=self.dtype, name="time_emb_proj")(temb if self.skip_time_act else act(temb))[:, None, None, :]
             if self.time_embedding_norm == "default":
                 h = norm2(h + t)
             else:
@@ -221,9 +357,10 @@ class ResnetBlock2D(nn.Module):
             if self.time_embedding_norm == "scale_shift":
                 raise ValueError("temb: needed when time_embedding_norm='scale_shift'")
             h = norm2(h)
-        h = nn.Dropout(self.dropout, deterministic=deterministic)(nn.silu(h))
+        h = nn.Dropout(self.dropout, deterministic=deterministic)(act(h))
         h = _conv(self.out_channels, 3, "conv2", self.dtype)(h)
-        if x.shape[-1] != self.out_channels:
+        shortcut = x.shape[-1] != self.out_channels if self.use_in_shortcut is None else self.use_in_shortcut
+        if shortcut:
             x = _conv(self.out_channels, 1, "conv_shortcut", self.dtype)(x)
         return (x + h) / self.output_scale_factor
 
@@ -291,6 +428,46 @@ class Attention(nn.Module):
             out = out + residual
         out = out / self.rescale_output_factor
         return out.reshape(shape)
+
+
+def attention_block(channels: int, head_dim: int | None, groups: int | None, eps: float, rescale_output_factor: float, dtype: Dtype, name: str) -> Attention:
+    """The spatial self-attention of diffusers' ``UNetMidBlock2D`` / ``AttnDownBlock2D`` / ``AttnUpBlock2D``.
+
+    An :class:`Attention` over the ``H * W`` positions of a ``[B, H, W, channels]`` map:
+    GroupNorm (unless ``groups`` is None), ``channels // head_dim`` heads of width
+    ``head_dim`` (the inner width ``heads * head_dim`` may be less than ``channels``),
+    biases, the input added back and the sum divided by ``rescale_output_factor`` (the
+    attention block of Ho et al. 2020, arXiv 2006.11239, Appendix B, with heads).
+
+    Args:
+      channels: the feature map's channels.
+      head_dim: width of one head (None: ``channels``, one head).
+      groups: GroupNorm groups of the input norm (None: no norm).
+      eps: GroupNorm epsilon.
+      rescale_output_factor: divides the output after the residual.
+      dtype: computation dtype.
+      name: the Flax module name (diffusers' ``attentions_<i>``).
+
+    Returns:
+      The unbound module.
+
+    Raises:
+      ValueError: if ``head_dim`` exceeds ``channels`` (zero heads).
+    """
+    head_dim = head_dim or channels
+    if not 1 <= head_dim <= channels:
+        raise ValueError(f"attention_head_dim: expected 1 <= attention_head_dim <= {channels} (the channels it attends over), got {head_dim}")
+    return Attention(
+        heads=channels // head_dim,
+        dim_head=head_dim,
+        bias=True,
+        norm_num_groups=groups,
+        eps=eps,
+        residual_connection=True,
+        rescale_output_factor=rescale_output_factor,
+        dtype=dtype,
+        name=name,
+    )
 
 
 class FeedForward(nn.Module):
@@ -451,13 +628,24 @@ class Upsample2D(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Maps ``[B, H, W, C]`` to ``[B, 2H, 2W, out_channels]``."""
-        chex.assert_rank(x, 4)
-        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-        return _conv(self.out_channels, 3, "conv", self.dtype)(x)
+        return _conv(self.out_channels, 3, "conv", self.dtype)(nearest_upsample_2x(x))
 
 
-class _ResnetFields(nn.Module):
-    """Fields shared by the blocks that hold ``ResnetBlock2D``s."""
+class ResnetBlockFields(nn.Module):
+    """Fields shared by the blocks that hold :class:`ResnetBlock2D`s (the base of diffusers' block mirrors).
+
+    Attributes:
+      out_channels: output channels of the block's residual blocks.
+      num_layers: residual blocks.
+      resnet_eps: their GroupNorm epsilon.
+      resnet_groups: their GroupNorm groups.
+      resnet_time_scale_shift: their ``time_embedding_norm``.
+      resnet_skip_time_act: their ``skip_time_act``.
+      output_scale_factor: their ``output_scale_factor``.
+      dropout: their dropout rate.
+      resnet_act_fn: their activation.
+      dtype: computation dtype.
+    """
 
     out_channels: int
     num_layers: int = 1
@@ -467,34 +655,50 @@ class _ResnetFields(nn.Module):
     resnet_skip_time_act: bool = False
     output_scale_factor: float = 1.0
     dropout: float = 0.0
+    resnet_act_fn: str = "silu"
     dtype: Dtype = jnp.float32
 
-    def _resnet(self, i: int, out_channels: int | None = None) -> ResnetBlock2D:
-        return ResnetBlock2D(
-            out_channels=out_channels or self.out_channels,
+    def _resnet(self, i: int | str, **overrides: Any) -> ResnetBlock2D:
+        """The block's residual block ``resnets_{i}`` (or the one named ``i``), with ``overrides`` of its fields."""
+        fields: dict[str, Any] = dict(
+            out_channels=self.out_channels,
             groups=self.resnet_groups,
             eps=self.resnet_eps,
             dropout=self.dropout,
             time_embedding_norm=self.resnet_time_scale_shift,
             output_scale_factor=self.output_scale_factor,
             skip_time_act=self.resnet_skip_time_act,
+            act_fn=self.resnet_act_fn,
             dtype=self.dtype,
-            name=f"resnets_{i}",
+            name=f"resnets_{i}" if isinstance(i, int) else i,
         )
+        return ResnetBlock2D(**{**fields, **overrides})
 
 
-class DownBlock2D(_ResnetFields):
+class DownBlock2D(ResnetBlockFields):
     """Diffusers' ``DownBlock2D``: ``num_layers`` residual blocks, then an optional downsampler.
 
     Attributes (besides the residual-block fields ``out_channels``, ``num_layers``,
     ``resnet_eps``, ``resnet_groups``, ``resnet_time_scale_shift``,
-    ``resnet_skip_time_act``, ``output_scale_factor``, ``dropout``, ``dtype``):
-      add_downsample: end with a :class:`Downsample2D`.
-      downsample_padding: its ``padding``.
+    ``resnet_skip_time_act``, ``output_scale_factor``, ``dropout``, ``resnet_act_fn``,
+    ``dtype``):
+      add_downsample: end with a downsampler.
+      downsample_padding: the :class:`Downsample2D`'s ``padding``.
+      downsample_type: ``"conv"`` (a :class:`Downsample2D`) or ``"resnet"`` (a
+        :class:`ResnetBlock2D` with ``down=True``: average pooling inside the block).
     """
 
     add_downsample: bool = True
     downsample_padding: int = 1
+    downsample_type: str = "conv"
+
+    def _downsample(self, x: jax.Array, temb: jax.Array | None, deterministic: bool) -> jax.Array:
+        """The block's ``downsamplers.0`` applied to ``x``."""
+        if self.downsample_type == "resnet":
+            return self._resnet("downsamplers_0", down=True)(x, temb, deterministic=deterministic)
+        if self.downsample_type != "conv":
+            raise ValueError(f"downsample_type: expected 'conv' or 'resnet', got {self.downsample_type!r}")
+        return Downsample2D(self.out_channels, self.downsample_padding, self.dtype, name="downsamplers_0")(x)
 
     @nn.compact
     def __call__(
@@ -507,7 +711,7 @@ class DownBlock2D(_ResnetFields):
             x = self._resnet(i)(x, temb, deterministic=deterministic)
             states.append(x)
         if self.add_downsample:
-            x = Downsample2D(self.out_channels, self.downsample_padding, self.dtype, name="downsamplers_0")(x)
+            x = self._downsample(x, temb, deterministic)
             states.append(x)
         return x, tuple(states)
 
@@ -538,7 +742,7 @@ class CrossAttnDownBlock2D(DownBlock2D):
             x = _transformer(self, i)(x, encoder_hidden_states)
             states.append(x)
         if self.add_downsample:
-            x = Downsample2D(self.out_channels, self.downsample_padding, self.dtype, name="downsamplers_0")(x)
+            x = self._downsample(x, temb, deterministic)
             states.append(x)
         return x, tuple(states)
 
@@ -556,14 +760,25 @@ def _transformer(block: Any, i: int) -> Transformer2DModel:
     )
 
 
-class UpBlock2D(_ResnetFields):
+class UpBlock2D(ResnetBlockFields):
     """Diffusers' ``UpBlock2D``: residual blocks on ``concat(h, skip)``, then an optional upsampler.
 
     Attributes (besides the residual-block fields, see :class:`DownBlock2D`):
-      add_upsample: end with an :class:`Upsample2D`.
+      add_upsample: end with an upsampler.
+      upsample_type: ``"conv"`` (an :class:`Upsample2D`) or ``"resnet"`` (a
+        :class:`ResnetBlock2D` with ``up=True``: nearest-neighbour inside the block).
     """
 
     add_upsample: bool = True
+    upsample_type: str = "conv"
+
+    def _upsample(self, x: jax.Array, temb: jax.Array | None, deterministic: bool) -> jax.Array:
+        """The block's ``upsamplers.0`` applied to ``x``."""
+        if self.upsample_type == "resnet":
+            return self._resnet("upsamplers_0", up=True)(x, temb, deterministic=deterministic)
+        if self.upsample_type != "conv":
+            raise ValueError(f"upsample_type: expected 'conv' or 'resnet', got {self.upsample_type!r}")
+        return Upsample2D(self.out_channels, self.dtype, name="upsamplers_0")(x)
 
     @nn.compact
     def __call__(
@@ -584,7 +799,7 @@ class UpBlock2D(_ResnetFields):
             x = jnp.concatenate([x, skips.pop()], axis=-1)
             x = self._resnet(i)(x, temb, deterministic=deterministic)
         if self.add_upsample:
-            x = Upsample2D(self.out_channels, self.dtype, name="upsamplers_0")(x)
+            x = self._upsample(x, temb, deterministic)
         return x
 
 
@@ -622,11 +837,11 @@ class CrossAttnUpBlock2D(UpBlock2D):
             x = self._resnet(i)(x, temb, deterministic=deterministic)
             x = _transformer(self, i)(x, encoder_hidden_states)
         if self.add_upsample:
-            x = Upsample2D(self.out_channels, self.dtype, name="upsamplers_0")(x)
+            x = self._upsample(x, temb, deterministic)
         return x
 
 
-class UNetMidBlock2DCrossAttn(_ResnetFields):
+class UNetMidBlock2DCrossAttn(ResnetBlockFields):
     """Diffusers' ``UNetMidBlock2DCrossAttn``: ``resnets.0``, then (transformer, resnet) x ``num_layers``.
 
     Attributes (besides the residual-block fields, see :class:`DownBlock2D`; the
@@ -651,7 +866,7 @@ class UNetMidBlock2DCrossAttn(_ResnetFields):
         return x
 
 
-class UNetMidBlock2D(_ResnetFields):
+class UNetMidBlock2D(ResnetBlockFields):
     """Diffusers' ``UNetMidBlock2D`` (the autoencoder's middle): ``resnets.0``, then (attention, resnet) x ``num_layers``.
 
     The attention is diffusers' :class:`Attention` with a GroupNorm, ``channels //
@@ -659,38 +874,36 @@ class UNetMidBlock2D(_ResnetFields):
     connection (Rombach et al. 2022, arXiv 2112.10752, Appendix G).
 
     Attributes (besides the residual-block fields, see :class:`DownBlock2D`):
-      attention_head_dim: width of one head (None: all channels).
+      attention_head_dim: width of one head (None: all channels; heads ``channels //
+        attention_head_dim``).
       add_attention: include the attentions.
+      attn_groups: GroupNorm groups of the attentions; None: ``resnet_groups`` with
+        ``resnet_time_scale_shift="default"`` and no norm with ``"scale_shift"``, as in
+        diffusers.
     """
 
     attention_head_dim: int | None = None
     add_attention: bool = True
+    attn_groups: int | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, temb: jax.Array | None = None, *, deterministic: bool = True) -> jax.Array:
         """Maps ``[B, H, W, C]`` to the same shape."""
         chex.assert_axis_dimension(x, 3, self.out_channels)
         channels = self.out_channels
-        head_dim = self.attention_head_dim or channels
+        head_dim = self.attention_head_dim
+        attn_groups = self.attn_groups
+        if attn_groups is None and self.resnet_time_scale_shift == "default":
+            attn_groups = self.resnet_groups
         x = self._resnet(0)(x, temb, deterministic=deterministic)
         for i in range(self.num_layers):
             if self.add_attention:
-                x = Attention(
-                    heads=channels // head_dim,
-                    dim_head=head_dim,
-                    bias=True,
-                    norm_num_groups=self.resnet_groups,
-                    eps=self.resnet_eps,
-                    residual_connection=True,
-                    rescale_output_factor=self.output_scale_factor,
-                    dtype=self.dtype,
-                    name=f"attentions_{i}",
-                )(x)
+                x = attention_block(channels, head_dim, attn_groups, self.resnet_eps, self.output_scale_factor, self.dtype, f"attentions_{i}")(x)
             x = self._resnet(i + 1)(x, temb, deterministic=deterministic)
         return x
 
 
-class DownEncoderBlock2D(_ResnetFields):
+class DownEncoderBlock2D(ResnetBlockFields):
     """Diffusers' ``DownEncoderBlock2D``: residual blocks without time embedding, optional downsampler.
 
     Attributes (besides the residual-block fields, see :class:`DownBlock2D`):
@@ -711,7 +924,7 @@ class DownEncoderBlock2D(_ResnetFields):
         return x
 
 
-class UpDecoderBlock2D(_ResnetFields):
+class UpDecoderBlock2D(ResnetBlockFields):
     """Diffusers' ``UpDecoderBlock2D``: residual blocks without time embedding, optional upsampler.
 
     Attributes (besides the residual-block fields, see :class:`DownBlock2D`):

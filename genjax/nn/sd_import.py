@@ -50,6 +50,7 @@ from genjax.nn.sd import (
     AutoencoderKL,
     UNet2DConditionModel,
 )
+from genjax.nn.unet2d import UNET2D_CONFIG_KEYS, UNet2DModel
 
 __all__ = [
     "SD15_UNET_CONFIG",
@@ -59,6 +60,7 @@ __all__ = [
     "diffusers_key",
     "load_diffusers_autoencoder_kl",
     "load_diffusers_sd_unet",
+    "read_diffusers_folder",
     "reference_params",
     "save_diffusers",
     "sd_params_from_diffusers",
@@ -67,7 +69,7 @@ __all__ = [
 ]
 
 Params = Any
-SDModule = UNet2DConditionModel | AutoencoderKL
+SDModule = UNet2DConditionModel | AutoencoderKL | UNet2DModel
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -262,7 +264,10 @@ def _names(cfg: Mapping[str, Any], key: str, allowed: tuple[str | None, ...], co
     return tuple(value)
 
 
-def _prepare(config: Mapping[str, Any], class_name: str, defaults: Mapping[str, Any], fixed: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
+def _prepare(
+    config: Mapping[str, Any], class_name: str, defaults: Mapping[str, Any], fixed: Mapping[str, tuple[Any, ...]], silu_only: bool = True
+) -> dict[str, Any]:
+    """``config`` with ``defaults`` for missing keys, after checking the class name, unknown keys and ``fixed`` values."""
     if not isinstance(config, Mapping):
         raise ValueError(f"config: expected a mapping (the parsed config.json), got {type(config).__name__}")
     name = config.get("_class_name", class_name)
@@ -275,7 +280,7 @@ def _prepare(config: Mapping[str, Any], class_name: str, defaults: Mapping[str, 
     for key, allowed in fixed.items():
         if not any(cfg[key] == a and type(cfg[key]) is type(a) for a in allowed):
             raise _unsupported(class_name, key, " or ".join(repr(a) for a in allowed), cfg[key])
-    if cfg["act_fn"] not in _SWISH_NAMES:
+    if silu_only and cfg["act_fn"] not in _SWISH_NAMES:
         raise _unsupported(class_name, "act_fn", "'silu' (swish)", cfg["act_fn"])
     return cfg
 
@@ -434,16 +439,17 @@ def autoencoder_kl_from_diffusers_config(config: Mapping[str, Any], *, dtype: An
 
 
 def diffusers_config(module: SDModule) -> dict[str, Any]:
-    """The diffusers ``config.json`` dict of a :mod:`genjax.nn.sd` model.
+    """The diffusers ``config.json`` dict of a :mod:`genjax.nn.sd` or :mod:`genjax.nn.unet2d` model.
 
-    ``UNet2DConditionModel.from_config`` / ``AutoencoderKL.from_config`` of it build
-    the same network, and :func:`sd_unet_from_diffusers_config` /
-    :func:`autoencoder_kl_from_diffusers_config` give back ``module`` (up to
-    ``dtype``).
+    ``UNet2DConditionModel.from_config`` / ``AutoencoderKL.from_config`` /
+    ``UNet2DModel.from_config`` of it build the same network, and
+    :func:`sd_unet_from_diffusers_config` / :func:`autoencoder_kl_from_diffusers_config`
+    / :func:`genjax.nn.diffusers_import.unet2d_from_diffusers_config` give back
+    ``module`` (up to ``dtype``).
 
     Args:
-      module: a :class:`~genjax.nn.sd.UNet2DConditionModel` or
-        :class:`~genjax.nn.sd.AutoencoderKL`.
+      module: a :class:`~genjax.nn.sd.UNet2DConditionModel`,
+        :class:`~genjax.nn.sd.AutoencoderKL` or :class:`~genjax.nn.unet2d.UNet2DModel`.
 
     Returns:
       A JSON-serialisable dict with ``_class_name`` and every field as a config key.
@@ -458,8 +464,11 @@ def diffusers_config(module: SDModule) -> dict[str, Any]:
     elif isinstance(module, AutoencoderKL):
         keys = [k for k in _VAE_DEFAULTS if hasattr(module, k)]
         config = {"_class_name": "AutoencoderKL", "_diffusers_version": _DIFFUSERS_VERSION, "act_fn": "silu"}
+    elif isinstance(module, UNet2DModel):
+        keys = list(UNET2D_CONFIG_KEYS)
+        config = {"_class_name": "UNet2DModel", "_diffusers_version": _DIFFUSERS_VERSION}
     else:
-        raise ValueError(f"module: expected a UNet2DConditionModel or AutoencoderKL, got {type(module).__name__}")
+        raise ValueError(f"module: expected a UNet2DConditionModel, AutoencoderKL or UNet2DModel, got {type(module).__name__}")
     for key in keys:
         config[key] = plain(getattr(module, key))
     return config
@@ -468,7 +477,8 @@ def diffusers_config(module: SDModule) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- names
 
 _LIST_ELEMENT = re.compile(r"^(.+)_(\d+)$")
-_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias"}
+# An Embed's "embedding" ([num, features] in both libraries) and a raw "weight" vector are copied as they are.
+_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias", "embedding": "weight", "weight": "weight"}
 
 
 def diffusers_key(path: tuple[str, ...]) -> str:
@@ -525,8 +535,8 @@ def reference_params(module: SDModule) -> Params:
     """``jax.eval_shape`` of ``module.init``: the parameter tree, with no allocation.
 
     Args:
-      module: a :class:`~genjax.nn.sd.UNet2DConditionModel` or
-        :class:`~genjax.nn.sd.AutoencoderKL`.
+      module: a :class:`~genjax.nn.sd.UNet2DConditionModel`,
+        :class:`~genjax.nn.sd.AutoencoderKL` or :class:`~genjax.nn.unet2d.UNet2DModel`.
 
     Returns:
       ``{"params": ...}`` of ``jax.ShapeDtypeStruct`` leaves.
@@ -541,7 +551,10 @@ def reference_params(module: SDModule) -> Params:
     if isinstance(module, AutoencoderKL):
         x = jax.ShapeDtypeStruct((1, size, size, module.in_channels), jnp.float32)
         return jax.eval_shape(lambda x: module.init(key, x), x)
-    raise ValueError(f"module: expected a UNet2DConditionModel or AutoencoderKL, got {type(module).__name__}")
+    if isinstance(module, UNet2DModel):
+        x, t, y = module.example_inputs()
+        return jax.eval_shape(lambda x, t, y: module.init(key, x, t, y), x, t, y)
+    raise ValueError(f"module: expected a UNet2DConditionModel, AutoencoderKL or UNet2DModel, got {type(module).__name__}")
 
 
 def sd_params_from_diffusers(state: Mapping[str, Any], module: SDModule) -> Params:
@@ -550,8 +563,9 @@ def sd_params_from_diffusers(state: Mapping[str, Any], module: SDModule) -> Para
     Args:
       state: tensor name -> array (numpy, or anything ``np.asarray`` accepts) in
         PyTorch layout, as in ``diffusion_pytorch_model.safetensors``.
-      module: the target model (normally from :func:`sd_unet_from_diffusers_config` or
-        :func:`autoencoder_kl_from_diffusers_config`).
+      module: the target model (normally from :func:`sd_unet_from_diffusers_config`,
+        :func:`autoencoder_kl_from_diffusers_config` or
+        :func:`genjax.nn.diffusers_import.unet2d_from_diffusers_config`).
 
     Returns:
       ``{"params": ...}`` with exactly the tree, shapes and dtypes (float32) of
@@ -604,8 +618,8 @@ def sd_params_to_diffusers(params: Params) -> dict[str, np.ndarray]:
 
     Args:
       params: ``{"params": ...}`` (or the inner ``params`` tree) of a
-        :class:`~genjax.nn.sd.UNet2DConditionModel` or
-        :class:`~genjax.nn.sd.AutoencoderKL`.
+        :class:`~genjax.nn.sd.UNet2DConditionModel`,
+        :class:`~genjax.nn.sd.AutoencoderKL` or :class:`~genjax.nn.unet2d.UNet2DModel`.
 
     Returns:
       Diffusers key -> C-contiguous float32 numpy array in PyTorch layout.
@@ -648,7 +662,24 @@ def _find_model_folder(folder: str | os.PathLike[str], subfolder: str) -> str:
     )
 
 
-def _read_folder(folder: str | os.PathLike[str], subfolder: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read_diffusers_folder(folder: str | os.PathLike[str], subfolder: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Reads a diffusers model folder: its ``config.json`` and ``diffusion_pytorch_model.safetensors``.
+
+    The weights are read with ``safetensors.numpy``: no torch, and never ``pickle`` (a
+    folder with only ``diffusion_pytorch_model.bin`` is refused with instructions to
+    convert it).
+
+    Args:
+      folder: the model folder, or a pipeline folder holding it as ``subfolder``.
+      subfolder: the pipeline's component folder (``"unet"``, ``"vae"``).
+
+    Returns:
+      ``(config, state)``: the parsed JSON and tensor name -> numpy array.
+
+    Raises:
+      FileNotFoundError: naming the missing folder or file.
+      ValueError: for invalid JSON or an unreadable safetensors file.
+    """
     model_folder = _find_model_folder(folder, subfolder)
     weights = os.path.join(model_folder, WEIGHTS_NAME)
     if not os.path.isfile(weights):
@@ -700,7 +731,7 @@ def load_diffusers_sd_unet(folder: str | os.PathLike[str], *, dtype: Any = jnp.f
       FileNotFoundError: naming the missing folder or file (``.bin`` pickles are refused).
       ValueError: for a config or state dict genjax cannot map exactly.
     """
-    config, state = _read_folder(folder, "unet")
+    config, state = read_diffusers_folder(folder, "unet")
     module = sd_unet_from_diffusers_config(config, dtype=dtype)
     return module, sd_params_from_diffusers(state, module)
 
@@ -724,7 +755,7 @@ def load_diffusers_autoencoder_kl(folder: str | os.PathLike[str], *, dtype: Any 
       FileNotFoundError: naming the missing folder or file (``.bin`` pickles are refused).
       ValueError: for a config or state dict genjax cannot map exactly.
     """
-    config, state = _read_folder(folder, "vae")
+    config, state = read_diffusers_folder(folder, "vae")
     module = autoencoder_kl_from_diffusers_config(config, dtype=dtype)
     return module, sd_params_from_diffusers(state, module)
 
@@ -735,13 +766,14 @@ def save_diffusers(folder: str | os.PathLike[str], module: SDModule, params: Par
     ``config.json`` (:func:`diffusers_config`) and ``diffusion_pytorch_model.safetensors``
     (:func:`sd_params_to_diffusers`, float32), which diffusers'
     ``UNet2DConditionModel.from_pretrained(folder)`` / ``AutoencoderKL.from_pretrained
-    (folder)`` open, and :func:`load_diffusers_sd_unet` /
-    :func:`load_diffusers_autoencoder_kl` read back bitwise.
+    (folder)`` / ``UNet2DModel.from_pretrained(folder)`` open, and
+    :func:`load_diffusers_sd_unet` / :func:`load_diffusers_autoencoder_kl` /
+    :func:`genjax.nn.diffusers_import.load_diffusers_unet` read back bitwise.
 
     Args:
       folder: the output folder (created if needed; the two files are overwritten).
-      module: a :class:`~genjax.nn.sd.UNet2DConditionModel` or
-        :class:`~genjax.nn.sd.AutoencoderKL`.
+      module: a :class:`~genjax.nn.sd.UNet2DConditionModel`,
+        :class:`~genjax.nn.sd.AutoencoderKL` or :class:`~genjax.nn.unet2d.UNet2DModel`.
       params: its parameters (``{"params": ...}``).
 
     Raises:
