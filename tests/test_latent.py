@@ -91,28 +91,43 @@ def test_the_autoencoder_trains_and_reports_its_latents(autoencoder_run):
 
 
 def test_latent_diffusion_trains_on_the_frozen_autoencoder_and_decodes(autoencoder_run, tmp_path, capsys):
-    # The Stable Diffusion recipe in miniature: the SD U-Net (cross-attending to a learned
-    # label context) on the frozen autoencoder's latents, class-conditional with guidance.
     workdir = tmp_path / "ldm"
-    overrides = ["--config.model.network=sd_unet_tiny", "--config.model.num_classes=10", "--config.eval.guidance=1.0"]
-    args = ["--config", f"{CONFIG}:ldm_tiny", "--workdir", str(workdir), f"--config.model.autoencoder={autoencoder_run}", *overrides]
+    args = ["--config", f"{CONFIG}:ldm_tiny", "--workdir", str(workdir), f"--config.model.autoencoder={autoencoder_run}"]
     assert cli.main(["train", *args]) == 0
     capsys.readouterr()
     result = json.loads((workdir / "eval.json").read_text())
     assert result["scale_factor"] > 0 and result["autoencoder_step"] == 4 and np.isfinite(result["test_latent_vlb_estimate_bpd"])
     assert "test_bits_per_dim" not in result
-    assert cli.main(["sample", "--workdir", str(workdir), "--num", "3", "--out", str(tmp_path), "--class-label", "7", "--guidance", "2"]) == 0
+    assert cli.main(["sample", "--workdir", str(workdir), "--num", "3", "--out", str(tmp_path)]) == 0
     images = np.load(json.loads(capsys.readouterr().out)["npz"])["images"]
     assert images.shape == (3, 8, 8, 1) and np.isfinite(images).all() and images.min() >= 0 and images.max() <= 1
     # The estimated scale is a pure function of the seed and the autoencoder.
     from genjax.experiment import load_config
     from genjax.experiment.families import build
 
-    config = load_config(f"{CONFIG}:ldm_tiny", [f"model.autoencoder={autoencoder_run}", *(o.removeprefix("--config.") for o in overrides)])
+    config = load_config(f"{CONFIG}:ldm_tiny", [f"model.autoencoder={autoencoder_run}"])
+    assert build(config).model.codec.info["scale_factor"] == result["scale_factor"]
+
+
+def test_the_ddpm_family_takes_the_sd_unet_conditioned_on_a_label_context():
+    from genjax.experiment import load_config
+    from genjax.experiment.families import build
+
+    config = load_config("experiments/ddpm_mnist/config.py:tiny", ["model.network=sd_unet_tiny", "model.num_classes=10", "model.parameterization=v"])
     experiment = build(config)
-    assert experiment.model.codec.info["scale_factor"] == result["scale_factor"]
-    params = jax.eval_shape(experiment.init, jax.random.key(0))["params"]
-    assert params["label_embedding"]["embedding"].shape == (11, 16)  # 10 digits and the null label
+    params = experiment.init(jax.random.key(0))
+    h, w, c = experiment.model.image_shape
+    assert params["params"]["label_embedding"]["embedding"].shape == (11, 16)  # 10 digits and the null label
+    assert params["params"]["unet"]["conv_in"]["kernel"].shape == (3, 3, c, 32)
+    x = jax.random.normal(jax.random.key(1), (2, h, w, c))
+    t = jnp.array([3, 7])
+    apply = jax.jit(experiment.model.apply, static_argnums=3)
+    out = apply(params, x, t, None, jnp.array([1, 1]))
+    assert out.shape == (2, h, w, c) and np.isfinite(out).all()
+    # The label reaches the output through cross-attention once the context rows differ.
+    table = params["params"]["label_embedding"]["embedding"]
+    params["params"]["label_embedding"]["embedding"] = table.at[2].set(table[1] + 1.0)
+    assert not np.allclose(apply(params, x, t, None, jnp.array([2, 2])), apply(params, x, t, None, jnp.array([1, 1])))
 
 
 def test_genjax_info_reports_stable_diffusion_v15_as_diffusers_builds_it(capsys):
