@@ -13,6 +13,11 @@ only through ``denoiser(x_t, t) -> Prediction`` (see ``Denoiser``, and
 ``denoiser_from_apply`` for wrapping a batched network) and ``alphas_cumprod``.
 Classifier-free guidance (``guided``) turns a conditional denoiser into such a
 ``Denoiser``, so every sampler samples with guidance.
+
+Inference-time search (``genjax.samplers.search``, Ma et al. 2025; Singhal et al. 2025)
+spends a budget of network evaluations (``plan``) on ``random_search``,
+``zero_order_search``, ``path_search`` or ``fk_steering`` over any sampler and denoiser,
+guided ones included, scored by a verifier (``genjax.samplers.verifiers``).
 """
 
 from genjax.samplers.api import (
@@ -37,10 +42,27 @@ from genjax.samplers.dpmpp import DPMpp2M, DPMppStepTable
 from genjax.samplers.guidance import ConditionalDenoiser, check_guidance, guided
 from genjax.samplers.heun import Heun, HeunStepTable
 from genjax.samplers.registry import SAMPLERS, get_sampler
+from genjax.samplers.search import (
+    METHODS,
+    POTENTIALS,
+    Plan,
+    SearchResult,
+    check_scores,
+    fk_steering,
+    more_steps,
+    path_search,
+    plan,
+    random_search,
+    run_search,
+    zero_order_search,
+)
+from genjax.samplers.verifiers import Verifier, check_verifier, classifier_verifier, log_density_verifier
 
 __all__ = [
     "DDIM",
     "DDPM",
+    "METHODS",
+    "POTENTIALS",
     "SAMPLERS",
     "VARIANCES",
     "ConditionalDenoiser",
@@ -51,20 +73,34 @@ __all__ = [
     "Denoiser",
     "Heun",
     "HeunStepTable",
+    "Plan",
     "Prediction",
     "Sampler",
+    "SearchResult",
+    "Verifier",
     "abar_at",
     "build_sampler",
     "check_guidance",
+    "check_scores",
+    "check_verifier",
+    "classifier_verifier",
     "ddim_encode",
     "ddim_update",
     "ddpm_update",
     "denoiser_from_apply",
+    "fk_steering",
     "get_sampler",
     "guided",
+    "log_density_verifier",
+    "more_steps",
     "num_evaluations",
+    "path_search",
+    "plan",
+    "random_search",
+    "run_search",
     "sample",
     "sample_batch",
     "table_row",
     "timesteps",
+    "zero_order_search",
 ]

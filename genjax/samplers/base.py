@@ -363,10 +363,19 @@ class Sampler(abc.ABC):
     (``x`` itself unless the sampler needs more, e.g. a multistep solver's history).
     """
 
-    def num_evaluations(self, steps: int) -> int:
-        """Network evaluations per sample for ``steps`` steps (``steps`` by default)."""
+    def evaluations_per_step(self, steps: int) -> np.ndarray:
+        """Network evaluations of each of the ``steps`` steps, in loop order (int64 ``[steps]``).
+
+        One per step by default. A search that runs only some rows of the table (a
+        re-noised segment of ``genjax.samplers.search.path_search``) counts its evaluations
+        as the sum over those rows.
+        """
         check_steps(steps)
-        return steps
+        return np.ones(steps, dtype=np.int64)
+
+    def num_evaluations(self, steps: int) -> int:
+        """Network evaluations per sample for ``steps`` steps: the sum of ``evaluations_per_step``."""
+        return int(self.evaluations_per_step(steps).sum())
 
     def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
         """The ``steps + 1`` times visited, first to last; ``-1`` stands for ``abar = 1``.
@@ -393,6 +402,49 @@ class Sampler(abc.ABC):
     def result(self, state: Any) -> jax.Array:
         """The sample held by the final state; the state itself by default."""
         return state
+
+    def x_t(self, table: Any, state: Any) -> jax.Array:
+        """The DDPM-scale ``x_t`` that ``state`` holds at the time of ``table``'s first row.
+
+        The inverse of ``init``: ``x_t(table, init(table, x)) == x``, where ``table`` is the
+        step table or the rows of it that remain (``init`` of those rows restarts the
+        sampler mid-way, e.g. from a re-noised state). ``result(state)`` by default, for
+        samplers whose state holds ``x`` in the DDPM scale.
+        """
+        del table
+        return self.result(state)
+
+
+def table_rows(table: Any, start: ArrayLike, length: int) -> Any:
+    """Rows ``start .. start + length - 1`` of a step table (``start`` may be traced)."""
+    return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, length), table)
+
+
+def run_rows(sampler: Sampler, denoiser: Denoiser, rows: Any, state: Any, keys: jax.Array) -> tuple[Any, jax.Array]:
+    """``sampler.step`` scanned over some rows of its step table, from a given state.
+
+    The segment form of ``run``: it continues a sample from ``state`` (e.g. one built by
+    ``sampler.init`` of the remaining rows) over ``rows`` (``table_rows``) with one key per
+    row, in one ``jax.lax.scan``.
+
+    Args:
+      sampler: the ``Sampler``.
+      denoiser: ``denoiser(x_t, t) -> Prediction`` for one example.
+      rows: the rows to run, a step table of ``L >= 1`` rows.
+      state: the sampler's state at the time of the first row.
+      keys: ``[L]`` PRNG keys, one per row.
+
+    Returns:
+      ``(state after the last row, predicted x0 of the last row)``.
+    """
+
+    def body(carry, xs):
+        state, _ = carry
+        row, key = xs
+        return sampler.step(row, denoiser, state, key), None
+
+    (state, x0), _ = jax.lax.scan(body, (state, jnp.zeros_like(sampler.result(state))), (rows, keys))
+    return state, x0
 
 
 def run(

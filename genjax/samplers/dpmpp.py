@@ -41,6 +41,10 @@ def dpmpp_times(steps: int, num_timesteps: int) -> np.ndarray:
     return np.linspace(num_timesteps - 1, 0.0, steps + 1)
 
 
+DPMppState = tuple[jax.Array, jax.Array, jax.Array]
+"""``(x, previous data prediction, has_previous)``: the carried state of ``DPMpp2M``."""
+
+
 @struct.dataclass
 class DPMppStepTable:
     """Per-step float32 coefficients of DPM-Solver++(2M), in loop order (``[steps]`` each).
@@ -77,8 +81,10 @@ class DPMpp2M(Sampler):
     final", as the authors' implementation does for few steps: the second-order correction
     is least reliable there). The times are ``dpmpp_times``. The result is ``x`` at ``t = 0``
     (noise level ``sqrt(1 - abar_0)``, as in the authors' discrete-time setting). The
-    carried state is ``(x, previous data prediction)``. Network evaluations per sample:
-    ``steps``.
+    carried state is ``(x, previous data prediction, has_previous)``: ``init`` clears the
+    flag, and a step without a previous prediction is first order whatever its row says,
+    so ``init`` of the remaining rows restarts the solver mid-way (the search over paths
+    does this from re-noised states). Network evaluations per sample: ``steps``.
 
     Attributes:
       clip_x0: clip the data prediction to ``[-1, 1]`` (static thresholding).
@@ -116,34 +122,36 @@ class DPMpp2M(Sampler):
             w_prev=f32(xp.where(second_order, -half_inv_r, 0.0)),
         )
 
-    def init(self, table: DPMppStepTable, x_T: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(x_T, 0)``: no previous data prediction yet (the first step is first order)."""
+    def init(self, table: DPMppStepTable, x_T: jax.Array) -> DPMppState:
+        """``(x_T, 0, False)``: no previous data prediction yet, so the first step is first
+        order (from the first row or, restarting, from any row)."""
         del table
-        return x_T, jnp.zeros_like(x_T)
+        return x_T, jnp.zeros_like(x_T), jnp.asarray(False)
 
-    def step(
-        self, row: DPMppStepTable, denoiser: Denoiser, state: tuple[jax.Array, jax.Array], key: jax.Array
-    ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+    def step(self, row: DPMppStepTable, denoiser: Denoiser, state: DPMppState, key: jax.Array) -> tuple[DPMppState, jax.Array]:
         """One multistep update from ``t_{i-1}`` to ``t_i`` (Lu et al. 2022, Algorithm 2).
 
         Args:
           row: one row of ``step_table`` (``base.table_row``).
           denoiser: ``denoiser(x_t, t) -> Prediction``.
-          state: ``(x_{t_{i-1}}, x0_{i-2})``.
+          state: ``(x_{t_{i-1}}, x0_{i-2}, has_previous)``; without a previous prediction
+            the step is first order (``D = x0_{i-1}``).
           key: unused (the solver is deterministic).
 
         Returns:
-          ``((x_{t_i}, x0_{i-1}), x0_{i-1})``.
+          ``((x_{t_i}, x0_{i-1}, True), x0_{i-1})``.
         """
         del key
         check_row(row)
-        x, x0_prev = state
+        x, x0_prev, has_prev = state
         eps = evaluate(denoiser, x, row.t).eps
         x0 = maybe_clip(x0_from_eps(x, eps, row.abar_t), self.clip_x0)
-        d = row.w_cur * x0 + row.w_prev * x0_prev
-        return (row.ratio * x + row.coef * d, x0), x0
+        w_cur = jnp.where(has_prev, row.w_cur, jnp.ones_like(row.w_cur))
+        w_prev = jnp.where(has_prev, row.w_prev, jnp.zeros_like(row.w_prev))
+        d = w_cur * x0 + w_prev * x0_prev
+        return (row.ratio * x + row.coef * d, x0, jnp.asarray(True)), x0
 
-    def result(self, state: tuple[jax.Array, jax.Array]) -> jax.Array:
+    def result(self, state: DPMppState) -> jax.Array:
         return state[0]
 
 

@@ -133,10 +133,13 @@ class Heun(Sampler):
             raise ValueError(f"sigma_min: must be < sigma_max, got {self.sigma_min} >= {self.sigma_max}")
         check_clip_x0(self.clip_x0)
 
-    def num_evaluations(self, steps: int) -> int:
-        """``2 * steps - 1``: no correction on the final step to ``sigma = 0`` (Algorithm 1)."""
+    def evaluations_per_step(self, steps: int) -> np.ndarray:
+        """2 per step and 1 for the last (``2 * steps - 1`` in all): no correction on the
+        final step to ``sigma = 0`` (Algorithm 1)."""
         check_steps(steps)
-        return 2 * steps - 1
+        counts = np.full(steps, 2, dtype=np.int64)
+        counts[-1] = 1
+        return counts
 
     def timesteps(self, steps: int, num_timesteps: int, alphas_cumprod: ArrayLike | None = None) -> np.ndarray:
         """The ``t`` of Karras' noise levels, ``abar_at(t) = 1 / (1 + sigma^2)``, then ``-1``.
@@ -161,6 +164,10 @@ class Heun(Sampler):
     def init(self, table: HeunStepTable, x_T: jax.Array) -> jax.Array:
         """``x_T sqrt(1 + sigma_max^2)``: the DDPM-scale draw in the EDM scale."""
         return x_T * jnp.sqrt(1.0 + table.sigma[0] ** 2)
+
+    def x_t(self, table: HeunStepTable, state: jax.Array) -> jax.Array:
+        """``x_edm / sqrt(1 + sigma^2)`` at the first row's ``sigma``: the inverse of ``init``."""
+        return state / jnp.sqrt(1.0 + table.sigma[0] ** 2)
 
     def denoise(self, denoiser: Denoiser, x: jax.Array, sigma: jax.Array, t: jax.Array) -> jax.Array:
         """EDM's ``D(x; sigma) = x - sigma eps(x / sqrt(1 + sigma^2), t)``, clipped with ``clip_x0``."""
