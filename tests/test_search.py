@@ -36,13 +36,8 @@ def gaussian(x, t, mu=MU):
     return S.Prediction(eps=jnp.sqrt(1 - a) * (x - jnp.sqrt(a) * mu) / (a * SD**2 + 1 - a))
 
 
-def mixture(x, t):
-    a = S.abar_at(ABAR, t)
-    var = a * MODE_SD**2 + 1 - a
-    diff = x[None] - jnp.sqrt(a) * MODES
-    weights = jax.nn.softmax(-jnp.sum(diff**2, -1) / (2 * var))
-    score = -jnp.sum(weights[:, None] * diff, 0) / var
-    return S.Prediction(eps=-jnp.sqrt(1 - a) * score)
+# Its exact denoiser is the library's (genjax.samplers.gaussian_mixture).
+mixture = S.GaussianMixture(np.asarray(MODES), MODE_SD).denoiser(ABAR)
 
 
 def quadratic(x, condition):

@@ -39,6 +39,7 @@ from genjax.samplers.base import (
 from genjax.samplers.ddim import DDIM, DDIMStepTable, ddim_encode, ddim_update
 from genjax.samplers.ddpm import DDPM, DDPMStepTable, ddpm_update
 from genjax.samplers.dpmpp import DPMpp2M, DPMppStepTable
+from genjax.samplers.gaussian_mixture import GaussianMixture, gaussian_log_reward
 from genjax.samplers.guidance import ConditionalDenoiser, check_guidance, guided
 from genjax.samplers.heun import Heun, HeunStepTable
 from genjax.samplers.registry import SAMPLERS, get_sampler
@@ -71,6 +72,7 @@ __all__ = [
     "DPMpp2M",
     "DPMppStepTable",
     "Denoiser",
+    "GaussianMixture",
     "Heun",
     "HeunStepTable",
     "Plan",
@@ -89,6 +91,7 @@ __all__ = [
     "ddpm_update",
     "denoiser_from_apply",
     "fk_steering",
+    "gaussian_log_reward",
     "get_sampler",
     "guided",
     "log_density_verifier",
