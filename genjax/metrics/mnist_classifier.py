@@ -134,8 +134,52 @@ def serialize_params(params: chex.ArrayTree) -> bytes:
       The msgpack bytes (``flax.serialization.to_bytes`` of the float16 pytree).
     """
     _check_param_shapes(params, "params")
+    return float16_bytes(params)
+
+
+def float16_bytes(params: chex.ArrayTree) -> bytes:
+    """Any parameter pytree as float16 msgpack (``flax.serialization.to_bytes``).
+
+    The generic half of :func:`serialize_params`: it halves the size of float32
+    weights (a few hundred kB for a small classifier) at a rounding error of about
+    ``1e-3`` relative, for weights committed beside an experiment. Read back with
+    :func:`from_float16_bytes` and a template of the same structure.
+
+    Args:
+      params: a pytree of float arrays.
+
+    Returns:
+      The msgpack bytes of the pytree cast to float16.
+    """
     half = jax.tree.map(lambda p: np.asarray(p, np.float16), jax.device_get(params))
     return serialization.to_bytes(half)
+
+
+def from_float16_bytes(data: bytes, template: chex.ArrayTree, *, source: str = "data") -> chex.ArrayTree:
+    """Reads :func:`float16_bytes` back as float32 numpy arrays shaped like ``template``.
+
+    Args:
+      data: the msgpack bytes.
+      template: a pytree (arrays or ``jax.ShapeDtypeStruct``) with the expected
+        structure and shapes, e.g. ``jax.eval_shape(module.init, key, x)``.
+      source: what the bytes came from, for error messages.
+
+    Returns:
+      The float32 pytree.
+
+    Raises:
+      ValueError: naming ``source`` when the bytes do not hold that structure and shapes.
+    """
+    zeros = jax.tree.map(lambda s: np.zeros(np.shape(s), np.float16), template)
+    try:
+        restored = serialization.from_bytes(zeros, data)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{source}: not float16 weights of the expected structure: {err}") from err
+    expected = jax.tree.map(lambda s: tuple(np.shape(s)), template)
+    got = jax.tree.map(lambda p: tuple(np.shape(p)), restored)
+    if jax.tree.structure(got) != jax.tree.structure(expected) or got != expected:  # type: ignore[operator]
+        raise ValueError(f"{source}: expected parameters with shapes {expected}, got {got}")
+    return jax.tree.map(lambda p: np.asarray(p, np.float32), restored)
 
 
 def deserialize_params(data: bytes, *, source: str = "data") -> chex.ArrayTree:
@@ -372,6 +416,8 @@ __all__ = [
     "NUM_CLASSES",
     "MNISTClassifier",
     "deserialize_params",
+    "float16_bytes",
+    "from_float16_bytes",
     "init_mnist_classifier",
     "load_mnist_classifier",
     "mnist_accuracy",
