@@ -705,15 +705,19 @@ class DownBlock2D(ResnetBlockFields):
         self, x: jax.Array, temb: jax.Array | None, encoder_hidden_states: jax.Array | None = None, *, deterministic: bool = True
     ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         """Returns the output and the states the up path concatenates (one per layer and the downsampler)."""
-        del encoder_hidden_states
         states = []
         for i in range(self.num_layers):
-            x = self._resnet(i)(x, temb, deterministic=deterministic)
+            x = self._attend(i, self._resnet(i)(x, temb, deterministic=deterministic), encoder_hidden_states)
             states.append(x)
         if self.add_downsample:
             x = self._downsample(x, temb, deterministic)
             states.append(x)
         return x, tuple(states)
+
+    def _attend(self, i: int, x: jax.Array, encoder_hidden_states: jax.Array | None) -> jax.Array:
+        """What follows residual block ``i``: nothing here; attention in the subclasses."""
+        del i, encoder_hidden_states
+        return x
 
 
 class CrossAttnDownBlock2D(DownBlock2D):
@@ -729,22 +733,11 @@ class CrossAttnDownBlock2D(DownBlock2D):
     transformer_layers_per_block: int = 1
     use_linear_projection: bool = False
 
-    @nn.compact
-    def __call__(
-        self, x: jax.Array, temb: jax.Array | None, encoder_hidden_states: jax.Array | None = None, *, deterministic: bool = True
-    ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        """Returns the output and the states the up path concatenates (one per layer and the downsampler)."""
+    def _attend(self, i: int, x: jax.Array, encoder_hidden_states: jax.Array | None) -> jax.Array:
+        """The :class:`Transformer2DModel` ``attentions_{i}`` cross-attending to ``encoder_hidden_states``."""
         if encoder_hidden_states is None:
             raise ValueError("encoder_hidden_states: needed by CrossAttnDownBlock2D")
-        states = []
-        for i in range(self.num_layers):
-            x = self._resnet(i)(x, temb, deterministic=deterministic)
-            x = _transformer(self, i)(x, encoder_hidden_states)
-            states.append(x)
-        if self.add_downsample:
-            x = self._downsample(x, temb, deterministic)
-            states.append(x)
-        return x, tuple(states)
+        return _transformer(self, i)(x, encoder_hidden_states)
 
 
 def _transformer(block: Any, i: int) -> Transformer2DModel:
@@ -791,15 +784,19 @@ class UpBlock2D(ResnetBlockFields):
         deterministic: bool = True,
     ) -> jax.Array:
         """Consumes ``num_layers`` skip states from the end of ``skips``."""
-        del encoder_hidden_states
         skips = list(skips)
         if len(skips) != self.num_layers:
             raise ValueError(f"skips: expected {self.num_layers} skip states, got {len(skips)}")
         for i in range(self.num_layers):
             x = jnp.concatenate([x, skips.pop()], axis=-1)
-            x = self._resnet(i)(x, temb, deterministic=deterministic)
+            x = self._attend(i, self._resnet(i)(x, temb, deterministic=deterministic), encoder_hidden_states)
         if self.add_upsample:
             x = self._upsample(x, temb, deterministic)
+        return x
+
+    def _attend(self, i: int, x: jax.Array, encoder_hidden_states: jax.Array | None) -> jax.Array:
+        """What follows residual block ``i``: nothing here; attention in the subclasses."""
+        del i, encoder_hidden_states
         return x
 
 
@@ -816,29 +813,11 @@ class CrossAttnUpBlock2D(UpBlock2D):
     transformer_layers_per_block: int = 1
     use_linear_projection: bool = False
 
-    @nn.compact
-    def __call__(
-        self,
-        x: jax.Array,
-        skips: Sequence[jax.Array],
-        temb: jax.Array | None,
-        encoder_hidden_states: jax.Array | None = None,
-        *,
-        deterministic: bool = True,
-    ) -> jax.Array:
-        """Consumes ``num_layers`` skip states from the end of ``skips``."""
+    def _attend(self, i: int, x: jax.Array, encoder_hidden_states: jax.Array | None) -> jax.Array:
+        """The :class:`Transformer2DModel` ``attentions_{i}`` cross-attending to ``encoder_hidden_states``."""
         if encoder_hidden_states is None:
             raise ValueError("encoder_hidden_states: needed by CrossAttnUpBlock2D")
-        skips = list(skips)
-        if len(skips) != self.num_layers:
-            raise ValueError(f"skips: expected {self.num_layers} skip states, got {len(skips)}")
-        for i in range(self.num_layers):
-            x = jnp.concatenate([x, skips.pop()], axis=-1)
-            x = self._resnet(i)(x, temb, deterministic=deterministic)
-            x = _transformer(self, i)(x, encoder_hidden_states)
-        if self.add_upsample:
-            x = self._upsample(x, temb, deterministic)
-        return x
+        return _transformer(self, i)(x, encoder_hidden_states)
 
 
 class UNetMidBlock2DCrossAttn(ResnetBlockFields):

@@ -237,23 +237,12 @@ class AttnDownBlock2D(DownBlock2D):
 
     attention_head_dim: int | None = None
 
-    @nn.compact
-    def __call__(
-        self, x: jax.Array, temb: jax.Array | None, encoder_hidden_states: jax.Array | None = None, *, deterministic: bool = True
-    ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        """Returns the output and the states the up path concatenates (one per layer and the downsampler)."""
+    def _attend(self, i: int, x: jax.Array, encoder_hidden_states: jax.Array | None) -> jax.Array:
+        """Self-attention ``attentions_{i}`` (:func:`~genjax.nn.sd.attention_block`) with the residual blocks' GroupNorm."""
         del encoder_hidden_states
-        states = []
-        for i in range(self.num_layers):
-            x = self._resnet(i)(x, temb, deterministic=deterministic)
-            x = attention_block(
-                self.out_channels, self.attention_head_dim, self.resnet_groups, self.resnet_eps, self.output_scale_factor, self.dtype, f"attentions_{i}"
-            )(x)
-            states.append(x)
-        if self.add_downsample:
-            x = self._downsample(x, temb, deterministic)
-            states.append(x)
-        return x, tuple(states)
+        return attention_block(
+            self.out_channels, self.attention_head_dim, self.resnet_groups, self.resnet_eps, self.output_scale_factor, self.dtype, f"attentions_{i}"
+        )(x)
 
 
 class ResnetDownsampleBlock2D(DownBlock2D):
@@ -275,30 +264,12 @@ class AttnUpBlock2D(UpBlock2D):
 
     attention_head_dim: int | None = None
 
-    @nn.compact
-    def __call__(
-        self,
-        x: jax.Array,
-        skips: Sequence[jax.Array],
-        temb: jax.Array | None,
-        encoder_hidden_states: jax.Array | None = None,
-        *,
-        deterministic: bool = True,
-    ) -> jax.Array:
-        """Consumes ``num_layers`` skip states from the end of ``skips``."""
+    def _attend(self, i: int, x: jax.Array, encoder_hidden_states: jax.Array | None) -> jax.Array:
+        """Self-attention ``attentions_{i}`` (:func:`~genjax.nn.sd.attention_block`) with the residual blocks' GroupNorm."""
         del encoder_hidden_states
-        skips = list(skips)
-        if len(skips) != self.num_layers:
-            raise ValueError(f"skips: expected {self.num_layers} skip states, got {len(skips)}")
-        for i in range(self.num_layers):
-            x = jnp.concatenate([x, skips.pop()], axis=-1)
-            x = self._resnet(i)(x, temb, deterministic=deterministic)
-            x = attention_block(
-                self.out_channels, self.attention_head_dim, self.resnet_groups, self.resnet_eps, self.output_scale_factor, self.dtype, f"attentions_{i}"
-            )(x)
-        if self.add_upsample:
-            x = self._upsample(x, temb, deterministic)
-        return x
+        return attention_block(
+            self.out_channels, self.attention_head_dim, self.resnet_groups, self.resnet_eps, self.output_scale_factor, self.dtype, f"attentions_{i}"
+        )(x)
 
 
 class ResnetUpsampleBlock2D(UpBlock2D):
