@@ -46,6 +46,11 @@ class Experiment:
         images.
       figures: ``figures(params, key, workdir) -> paths`` of the extra plots written.
       init_model_state: the initial ``model_state`` of a stateful loss, or None.
+      eval_params: ``eval_params(state) -> params`` for ``evaluate``, ``sample`` and
+        ``figures`` when they need more than the trained parameters (e.g. DCN's
+        centroids, kept in ``model_state``); None: the EMA copy, else ``params``.
+      stop: ``stop(state) -> bool``, True once training has converged before
+        ``train.num_steps`` (e.g. DEC's assignment-change criterion); None: never.
     """
 
     config: ml_collections.ConfigDict
@@ -57,6 +62,8 @@ class Experiment:
     sample: Callable[[Params, jax.Array, int], np.ndarray]
     figures: Callable[[Params, jax.Array, pathlib.Path], list[pathlib.Path]]
     init_model_state: Any = None
+    eval_params: Callable[[TrainState], Params] | None = None
+    stop: Callable[[TrainState], bool] | None = None
 
     def init_state(self, key: jax.Array) -> TrainState:
         """The initial training state: ``init(key)``, a fresh optimiser state, the EMA
@@ -116,11 +123,15 @@ def synthetic_images(num: int, shape: tuple[int, int, int], seed: int) -> np.nda
     return synthetic_dataset(num, shape, seed).images
 
 
-def synthetic_dataset(num: int, shape: tuple[int, int, int], seed: int) -> ArrayDataset:
-    """``synthetic_images`` with their labels: the index of each image's prototype."""
+def synthetic_dataset(num: int, shape: tuple[int, int, int], seed: int, prototype_seed: int | None = None) -> ArrayDataset:
+    """``synthetic_images`` with their labels: the index of each image's prototype.
+
+    With ``prototype_seed`` the 10 prototypes come from that seed and only the labels and
+    noise from ``seed``, so that several splits share one set of clusters.
+    """
     rng = np.random.default_rng(seed)
     h, w, c = shape
-    coarse = rng.random((10, -(-h // 4), -(-w // 4), c))
+    coarse = (rng if prototype_seed is None else np.random.default_rng(prototype_seed)).random((10, -(-h // 4), -(-w // 4), c))
     protos = np.clip(np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2)[:, :h, :w, :] * 1.4 - 0.2, 0.0, 1.0)
     labels = rng.integers(0, 10, num)
     noise = rng.normal(0.0, 0.1, (num, h, w, c))
@@ -128,22 +139,25 @@ def synthetic_dataset(num: int, shape: tuple[int, int, int], seed: int) -> Array
 
 
 def load_split(config: ml_collections.ConfigDict, split: str) -> ArrayDataset:
-    """Loads a split named in the config; ``"train+valid"`` concatenates two splits.
+    """Loads a split named in the config; ``"train+valid"`` (any ``+``-joined names)
+    concatenates the splits in order.
 
     ``data.source = "synthetic"`` serves ``synthetic_images`` (train 2000 / valid and test
-    500 examples) so that tiny presets run without any download.
+    500 examples) so that tiny presets run without any download; ``"synthetic_clusters"``
+    is the same with one set of 10 prototypes shared by every split (for clustering).
     """
     data = config.data
-    if data.source == "synthetic":
+    if "+" in split:
+        parts = [load_split(config, s) for s in split.split("+")]
+        labels = None if any(p.labels is None for p in parts) else np.concatenate([p.labels for p in parts])
+        return ArrayDataset(images=np.concatenate([p.images for p in parts]), labels=labels)
+    if data.source in ("synthetic", "synthetic_clusters"):
         sizes = {"train": 2000, "valid": 500, "test": 500}
         if split not in sizes:
             raise ValueError(f"split: expected one of {sorted(sizes)} for synthetic data, got {split!r}")
         seed = {"train": 0, "valid": 1, "test": 2}[split] + 1000 * config.seed
-        return synthetic_dataset(sizes[split], tuple(data.image_shape), seed)
-    if split == "train+valid":
-        parts = [load_split(config, s) for s in ("train", "valid")]
-        labels = None if any(p.labels is None for p in parts) else np.concatenate([p.labels for p in parts])
-        return ArrayDataset(images=np.concatenate([p.images for p in parts]), labels=labels)
+        shared = 1000 * config.seed + 7 if data.source == "synthetic_clusters" else None
+        return synthetic_dataset(sizes[split], tuple(data.image_shape), seed, prototype_seed=shared)
     return load_dataset(data.name, split, source=data.source, data_dir=data.data_dir or None)
 
 
@@ -159,7 +173,7 @@ def train_batcher(
 
     A tfds dataset (``data.source = "tfds"``) is streamed: each process reads only the
     records of its own rows of every batch from the array_record data source
-    (``SourceBatcher``). Other sources, and the ``train+valid`` split, are held in memory
+    (``SourceBatcher``). Other sources, and ``+``-joined splits, are held in memory
     (``Batcher``).
 
     Args:
@@ -176,7 +190,7 @@ def train_batcher(
     size = config.train.batch_size if batch_size is None else batch_size
     finish = prepare or (lambda batch: batch)
     fields = ("image", "label") if labels else ("image",)
-    if data.source == "tfds" and data.train_split != "train+valid":
+    if data.source == "tfds" and "+" not in data.train_split:
         spec = get_spec(data.name)
         if labels and spec.num_classes is None:
             raise ValueError(f"model.num_classes: the dataset {data.name!r} has no labels to condition on")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-from genjax.experiment import ddpm, discrete, gan, latent, sohl_dickstein, vae
+from genjax.experiment import clustering, ddpm, discrete, gan, latent, sohl_dickstein, vae
 from genjax.experiment.base import Experiment
 
 
@@ -41,6 +41,8 @@ FAMILIES: dict[str, Family] = {
         Family("sohl_dickstein", sohl_dickstein.default_config, sohl_dickstein.build),
         Family("autoencoder_kl", latent.autoencoder_config, latent.build_autoencoder_experiment),
         Family("ldm", latent.ldm_config, latent.build_ldm),
+        Family("cluster_ae", clustering.cluster_ae_config, clustering.build_cluster_ae),
+        Family("dec", clustering.dec_config, clustering.build_dec),
     )
 }
 

@@ -76,7 +76,7 @@ class Run:
     @property
     def params(self) -> Any:
         """The parameters to evaluate and sample with: the EMA copy when there is one."""
-        return eval_params(self.state)
+        return eval_params(self.state, self.experiment)
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
@@ -100,8 +100,11 @@ def devices(config: ml_collections.ConfigDict) -> list[jax.Device]:
     return available[:n] if n else available
 
 
-def eval_params(state: TrainState) -> Any:
-    """The parameters to evaluate: ``ema_params`` when the run keeps them, else ``params``."""
+def eval_params(state: TrainState, experiment: Experiment | None = None) -> Any:
+    """The parameters to evaluate: the experiment's ``eval_params(state)`` when it has one,
+    else ``ema_params`` when the run keeps them, else ``params``."""
+    if experiment is not None and experiment.eval_params is not None:
+        return experiment.eval_params(state)
     return state.ema_params if state.ema_params is not None else state.params
 
 
@@ -213,7 +216,7 @@ def final_outputs(experiment: Experiment, state: TrainState, workdir: pathlib.Pa
     if not distributed.is_writer():
         return {"step": int(state.step), "written_by": "process 0"}
     key = keys.stream(experiment.config.seed, keys.FINAL_EVAL)
-    params = eval_params(state)
+    params = eval_params(state, experiment)
     viz.save_samples(workdir / "samples.png", experiment.sample(params, jax.random.fold_in(key, 1), experiment.config.eval.num_grid))
     experiment.figures(params, jax.random.fold_in(key, 2), workdir)
     tic = time.perf_counter()
@@ -268,11 +271,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, fro
             checkpointer=Checkpointer(workdir / "checkpoints", max_to_keep=t.keep_checkpoints),
             metrics=MetricsWriter(workdir / "metrics.jsonl") if writer else None,
             metadata={"config": record},
-            evaluate=lambda s: experiment.evaluate(eval_params(s), eval_key, False),
+            evaluate=lambda s: experiment.evaluate(eval_params(s, experiment), eval_key, False),
             eval_every=t.eval_every,
             check_record=functools.partial(_check_record, record, False),
             from_scratch=from_scratch,
             on_start=lambda _: write_json(workdir / "config.json", record) if writer else None,
+            stop=experiment.stop,
         )
         log.info(
             "trained steps %d..%d in %.1fs; last loss %.4f",
@@ -283,6 +287,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, fro
         )
         metrics = final_outputs(experiment, result.state, workdir)
         metrics["train_wall_time_s"] = result.wall_time_s
+        if experiment.stop is not None:
+            metrics["stopped_at_step"] = int(result.state.step)
         if writer:
             write_json(workdir / "eval.json", metrics)
     return metrics

@@ -1,5 +1,13 @@
-"""Evaluation metrics: likelihood bounds, Parzen windows, FID/KID/IS, toy 2D sample quality, MNIST classifier features."""
+"""Evaluation metrics: likelihood bounds, Parzen windows, FID/KID/IS, toy 2D sample quality, MNIST classifier features, clustering ACC/NMI/ARI."""
 
+from genjax.metrics.clustering import (
+    ClusterScores,
+    cluster_accuracy,
+    cluster_mapping,
+    cluster_scores,
+    confusion_matrix_figure,
+    contingency,
+)
 from genjax.metrics.fid import (
     feature_statistics,
     frechet_distance,
@@ -26,10 +34,16 @@ from genjax.metrics.toy2d import ModeMetrics, mode_metrics, sliced_wasserstein
 __all__ = [
     "DEFAULT_SIGMAS",
     "BitsPerDim",
+    "ClusterScores",
     "MNISTClassifier",
     "ModeMetrics",
     "ParzenResult",
     "bits_per_dim",
+    "cluster_accuracy",
+    "cluster_mapping",
+    "cluster_scores",
+    "confusion_matrix_figure",
+    "contingency",
     "feature_statistics",
     "frechet_distance",
     "frechet_distance_from_features",

@@ -76,12 +76,14 @@ class TrainResult:
       start_step: the step training started (or resumed) from.
       wall_time_s: seconds of training that led to this state, summed over the runs
         that were resumed (as recorded in the checkpoints).
+      stopped: True when ``stop`` ended training before ``num_steps``.
     """
 
     state: TrainState
     last_metrics: dict[str, float]
     start_step: int
     wall_time_s: float
+    stopped: bool = False
 
 
 def _check_positive(name: str, value: int) -> None:
@@ -107,6 +109,7 @@ def train(
     check_record: Callable[[dict[str, Any]], None] | None = None,
     from_scratch: bool = False,
     on_start: Callable[[int], None] | None = None,
+    stop: Callable[[TrainState], bool] | None = None,
 ) -> TrainResult:
     """Runs ``train_step`` from ``state`` (or the latest checkpoint) up to ``num_steps``.
 
@@ -136,6 +139,10 @@ def train(
         damaged, train again from ``state`` instead of raising ``CheckpointError``.
       on_start: called with the step training starts from (the restored step, or 0)
         before the first update, e.g. to record the run's config beside its checkpoints.
+      stop: ``stop(host_state) -> bool``, checked on the restored state and every
+        ``log_every`` steps: once True, the state is checkpointed and training ends
+        before ``num_steps``. A pure function of the state, so a resumed run stops
+        exactly where an uninterrupted one did.
 
     Returns:
       A ``TrainResult``.
@@ -173,7 +180,8 @@ def train(
         desc="train",
         dynamic_ncols=True,
     )
-    for step in range(start, num_steps):
+    stopped = stop is not None and start > 0 and stop(state)
+    for step in range(start, num_steps if not stopped else start):
         batch = train_step.place_batch(batches(step))
         tic = time.perf_counter()
         dev_state, step_metrics = train_step.step(dev_state, batch, key)
@@ -199,13 +207,18 @@ def train(
             bar.set_postfix(loss=f"{last['loss']:.4g}")
             if metrics is not None:
                 metrics.write({"step": done, **record})
-        if checkpointer is not None and (done % checkpoint_every == 0 or done == num_steps):
+        stopped = stop is not None and done % log_every == 0 and stop(train_step.fetch_state(dev_state))
+        if checkpointer is not None and (done % checkpoint_every == 0 or done == num_steps or stopped):
             wall = earlier_wall_time + time.perf_counter() - start_time
             checkpointer.save(train_step.checkpoint_state(dev_state), {**(metadata or {}), "train_wall_time_s": wall})
+        if stopped:
+            log.info("converged at step %d of %d: training stops here", done, num_steps)
+            break
     bar.close()
     return TrainResult(
         state=train_step.fetch_state(dev_state),
         last_metrics=last,
         start_step=start,
         wall_time_s=earlier_wall_time + time.perf_counter() - start_time,
+        stopped=stopped,
     )

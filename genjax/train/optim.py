@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import optax
 
-OPTIMIZERS = ("adam", "adamw", "adagrad", "rmsprop", "sgd")
+OPTIMIZERS = ("adam", "adamw", "adagrad", "rmsprop", "sgd", "momentum")
 SCHEDULES = ("constant", "cosine", "linear", "iwae")
 
 
@@ -98,6 +98,8 @@ def make_optimizer(
         opt = optax.adagrad(lr)
     elif name == "rmsprop":
         opt = optax.rmsprop(lr, decay=b2, eps=eps)
+    elif name == "momentum":
+        opt = optax.sgd(lr, momentum=b1)
     else:
         opt = optax.sgd(lr)
     if grad_clip is not None:
