@@ -27,10 +27,13 @@ from genjax.experiment.base import Experiment, check_common, image_shape, load_s
 from genjax.experiment.config import base_config
 from genjax.metrics.clustering import cluster_scores, confusion_matrix_figure
 from genjax.models import dec as dec_lib
+from genjax.nn.module import apply
 from genjax.train.state import TrainState
 from genjax.types import Params
 
 DEC_METHODS = ("dec", "idec", "dcn")
+_ENCODE = dec_lib.StackedAutoencoder.encode
+_CALL = dec_lib.StackedAutoencoder.__call__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,11 +233,11 @@ def build_cluster_ae(config: ml_collections.ConfigDict) -> Experiment:
         x = batch["image"].reshape(batch["image"].shape[0], -1)
         keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - m.corruption, x.shape[1:]))(keys)
         noisy = jnp.where(keep, x / (1.0 - m.corruption), 0.0) if m.corruption else x
-        recon = dec_lib.reconstruction_loss(x, model.apply(params, noisy)[1])
+        recon = dec_lib.reconstruction_loss(x, apply(model, params, _CALL, noisy)[1])
         return jnp.mean(recon), {"reconstruction": jnp.mean(recon)}
 
-    embed_fn = jax.jit(lambda p, x: model.apply(p, x, method=model.encode))
-    recon_fn = jax.jit(lambda p, x: model.apply(p, x)[1])
+    embed_fn = jax.jit(lambda p, x: apply(model, p, _ENCODE, x))
+    recon_fn = jax.jit(lambda p, x: apply(model, p, _CALL, x)[1])
 
     def embed_all(params: Params, images: np.ndarray) -> np.ndarray:
         return apply_in_batches(functools.partial(embed_fn, params), images, config.eval.batch_size, "embed")
@@ -330,7 +333,7 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
     check_cluster_config(config, len(data.images))
     model, ae_params = load_pretrained_autoencoder(config)
     ae_params = jax.device_get(ae_params)
-    embed_fn = jax.jit(lambda p, x: model.apply(p, x, method=model.encode))
+    embed_fn = jax.jit(lambda p, x: apply(model, p, _ENCODE, x))
     z0 = apply_in_batches(functools.partial(embed_fn, ae_params), data.images, config.eval.batch_size, "embed")
     centroids0, assign0 = dec_lib.kmeans(z0, m.num_clusters, config.seed, m.kmeans_n_init)
     track = np.random.default_rng(config.seed).permutation(len(data.images))[: m.track_examples]
@@ -341,7 +344,7 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
     dcn = m.method == "dcn"
 
     def q_of(params: Params, x: jax.Array, centroids: jax.Array) -> jax.Array:
-        return dec_lib.student_t_assignment(model.apply(params["ae"], x, method=model.encode), centroids, m.alpha)
+        return dec_lib.student_t_assignment(apply(model, params["ae"], _ENCODE, x), centroids, m.alpha)
 
     def constraint_term(params: Params, centroids: jax.Array, key: jax.Array) -> jax.Array:
         if not len(constraints[0]):
@@ -359,14 +362,14 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
         fixed_centroids = model_state["centroids"] if dcn else fixed["centroids"]
 
         def refresh(_: None) -> tuple[Params, jax.Array, jax.Array]:
-            tracked = dec_lib.hard_assignment(model.apply(fixed["ae"], track_x, method=model.encode), fixed_centroids)
+            tracked = dec_lib.hard_assignment(apply(model, fixed["ae"], _ENCODE, track_x), fixed_centroids)
             return fixed, tracked, jnp.mean((tracked != model_state["tracked"]).astype(jnp.float32))
 
         due = step % m.update_interval == 0
         keep = (model_state["snapshot"], model_state["tracked"], model_state["change"])
         snapshot, tracked, change = jax.lax.cond(due, refresh, lambda _: keep, None)
         converged = model_state["converged"] | (due & (step >= m.update_interval) & (change < m.tol))
-        z, x_hat = model.apply(params["ae"], x)
+        z, x_hat = apply(model, params["ae"], _CALL, x)
         recon = jnp.mean(dec_lib.reconstruction_loss(x, x_hat))
         metrics: dict[str, jax.Array] = {"reconstruction": recon, "assignment_change": change, "converged": converged.astype(jnp.float32)}
         new_state = {**model_state, "snapshot": snapshot, "tracked": tracked, "change": change, "converged": converged}
@@ -378,7 +381,7 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
         else:
             q = dec_lib.student_t_assignment(z, centroids, m.alpha)
             snap_centroids = snapshot["centroids"]
-            p = dec_lib.target_distribution(dec_lib.student_t_assignment(model.apply(snapshot["ae"], x, method=model.encode), snap_centroids, m.alpha))
+            p = dec_lib.target_distribution(dec_lib.student_t_assignment(apply(model, snapshot["ae"], _ENCODE, x), snap_centroids, m.alpha))
             kl = jnp.mean(dec_lib.clustering_kl(jax.lax.stop_gradient(p), q))
             total = kl if m.method == "dec" else recon + m.gamma * kl
             metrics["kl"] = kl
@@ -404,7 +407,7 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
             return {"ae": state.params["ae"], "centroids": state.model_state["centroids"]}
         return state.params
 
-    assign_fn = jax.jit(lambda p, x: dec_lib.hard_assignment(model.apply(p["ae"], x, method=model.encode), p["centroids"]))
+    assign_fn = jax.jit(lambda p, x: dec_lib.hard_assignment(apply(model, p["ae"], _ENCODE, x), p["centroids"]))
 
     def assign(params: Params, images: np.ndarray) -> np.ndarray:
         return apply_in_batches(functools.partial(assign_fn, params), images, config.eval.batch_size, "assign")
@@ -412,7 +415,7 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
     def evaluate(params: Params, key: jax.Array, full: bool) -> dict[str, float]:
         return cluster_evaluation(config, data, functools.partial(assign, params))
 
-    recon_fn = jax.jit(lambda p, x: model.apply(p["ae"], x)[1])
+    recon_fn = jax.jit(lambda p, x: apply(model, p["ae"], _CALL, x)[1])
 
     def sample(params: Params, key: jax.Array, num: int) -> np.ndarray:
         images = data.test_images[:num]

@@ -144,7 +144,7 @@ def dcn_centroid_update(centroids: jax.Array, counts: jax.Array, z: jax.Array) -
 
     def one(carry: tuple[jax.Array, jax.Array], zi: jax.Array) -> tuple[tuple[jax.Array, jax.Array], None]:
         m, c = carry
-        k = jnp.argmin(jnp.sum(jnp.square(m - zi), axis=-1))
+        k = jnp.argmin(jnp.sum(jnp.square(m - zi[None, :]), axis=-1))
         c = c.at[k].add(1.0)
         m = m.at[k].add(-(m[k] - zi) / c[k])
         return (m, c), None
@@ -192,7 +192,7 @@ def make_constraints(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"model.constraint_fraction: expected a fraction in [0, 1], got {fraction}")
     rng = np.random.default_rng(seed)
-    n = int(round(fraction * len(labels)))
+    n = round(fraction * len(labels))
     if n < 2:
         empty = np.zeros((0,), np.int32)
         return empty, empty, np.zeros((0,), bool)

@@ -1,0 +1,62 @@
+"""The clustering families end to end on generated, well-separated clusters."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from genjax.experiment import load_config, load_run, train
+
+CONFIG = "experiments/cluster_mnist/config.py"
+
+
+@pytest.fixture(scope="module")
+def ae_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ae")
+    metrics = train(load_config(f"{CONFIG}:ae_tiny"), workdir)
+    return workdir, metrics
+
+
+def test_pretrained_autoencoder_with_kmeans_separates_the_clusters(ae_run):
+    workdir, metrics = ae_run
+    assert metrics["acc"] == 1.0 and metrics["test_acc"] == 1.0
+    assert metrics["num_examples"] == 3000 and metrics["test_num_examples"] == 500
+    assert metrics["test_reconstruction"] < 0.02
+    assert (workdir / "latent.png").exists() and (workdir / "confusion.png").exists()
+
+
+@pytest.mark.parametrize("method", ["dec", "idec", "dcn", "sdec"])
+def test_each_method_reaches_accuracy_one_and_stops_on_the_assignment_criterion(ae_run, tmp_path, method):
+    config = load_config(f"{CONFIG}:{method}_tiny", [f"model.pretrained={ae_run[0]}"])
+    metrics = train(config, tmp_path)
+    assert metrics["acc"] == 1.0 and metrics["test_acc"] == 1.0
+    assert metrics["nmi"] == pytest.approx(1.0) and metrics["ari"] == pytest.approx(1.0)
+    # Stopped at the first check after a refresh with < 0.1% of assignments changed.
+    assert metrics["stopped_at_step"] < config.train.num_steps
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1]["converged"] == 1.0 and logged[-1]["assignment_change"] < config.model.tol
+
+
+def test_a_stopped_run_resumes_to_the_same_state_and_dcn_evaluates_its_own_centroids(ae_run, tmp_path):
+    config = load_config(f"{CONFIG}:dcn_tiny", [f"model.pretrained={ae_run[0]}"])
+    first = train(config, tmp_path)
+    before = load_run(tmp_path)
+    again = train(config, tmp_path)
+    after = load_run(tmp_path)
+    assert again["stopped_at_step"] == first["stopped_at_step"] and int(after.state.step) == int(before.state.step)
+    np.testing.assert_array_equal(before.params["centroids"], after.params["centroids"])
+    # DCN's centroids moved by eq. 8 from their k-means start; evaluation uses the moved ones.
+    assert not np.array_equal(after.params["centroids"], after.experiment.init_model_state["centroids"])
+
+
+def test_dec_refuses_bad_clusters_and_a_missing_or_wrong_pretrained_run(ae_run, tmp_path):
+    with pytest.raises(ValueError, match=r"model.num_clusters: expected an int in \[2, 3000\]"):
+        train(load_config(f"{CONFIG}:ae_tiny", ["model.num_clusters=1"]), tmp_path / "a")
+    with pytest.raises(ValueError, match="model.pretrained: expected the workdir of a trained cluster_ae run"):
+        train(load_config(f"{CONFIG}:idec_tiny"), tmp_path / "b")
+    with pytest.raises(FileNotFoundError, match="model.pretrained"):
+        train(load_config(f"{CONFIG}:idec_tiny", [f"model.pretrained={tmp_path / 'none'}"]), tmp_path / "c")
+    with pytest.raises(ValueError, match="model.method: expected one of"):
+        train(load_config(f"{CONFIG}:idec_tiny", [f"model.pretrained={ae_run[0]}", "model.method=kmeans"]), tmp_path / "d")
