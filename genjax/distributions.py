@@ -296,6 +296,28 @@ def categorical_kl_uniform(logits: ArrayLike, *, axis: int = -1) -> jax.Array:
     return (neg_entropy + jnp.log(jnp.sum(mask, axis=axis, dtype=x.dtype))).astype(logits.dtype)
 
 
+def categorical_kl(logits_q: ArrayLike, logits_p: ArrayLike, *, axis: int = -1) -> jax.Array:
+    """``KL(Cat(softmax(logits_q)) || Cat(softmax(logits_p))) = sum_i q_i (log q_i - log p_i)``.
+
+    Reduced over ``axis``: the cluster term ``sum_c gamma_c log(gamma_c / pi_c)`` of VaDE's
+    ELBO (Jiang et al., arXiv 1611.05148, eq. 5). Both arguments are unnormalised
+    log-probabilities (any constant shift cancels); classes with ``q_i = 0`` add nothing.
+
+    Args:
+      logits_q: the first distribution's logits.
+      logits_p: the second's, broadcastable to ``logits_q``.
+      axis: the class axis.
+    """
+    logits_q = floating(logits_q, "logits_q")
+    if logits_q.ndim == 0:
+        raise ValueError("logits_q: expected at least one (class) dimension, got a scalar")
+    cdt = compute_dtype(logits_q.dtype)
+    log_q = jax.nn.log_softmax(logits_q.astype(cdt), axis=axis)
+    log_p = jax.nn.log_softmax(jnp.broadcast_to(jnp.asarray(logits_p, cdt), log_q.shape), axis=axis)
+    q = jnp.exp(log_q)
+    return jnp.sum(jnp.where(q > 0, q * (log_q - log_p), 0.0), axis=axis).astype(logits_q.dtype)
+
+
 def _log_clamped(x: jax.Array) -> jax.Array:
     """log(x) with x clamped to the smallest normal float, so underflowed samples stay finite."""
     return jnp.log(jnp.maximum(x, jnp.finfo(x.dtype).tiny))
@@ -364,6 +386,7 @@ __all__ = [
     "bernoulli_entropy",
     "bernoulli_kl",
     "bernoulli_log_prob",
+    "categorical_kl",
     "categorical_kl_uniform",
     "categorical_log_prob",
     "discretized_gaussian_log_likelihood",

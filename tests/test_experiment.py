@@ -17,11 +17,27 @@ PRESETS = (
     "experiments/ddpm_mnist/config.py:tiny",
     "experiments/diffusion_toy/config.py:heartbeat,tiny",
     "experiments/latent_mnist/config.py:autoencoder_tiny",
+    "experiments/cluster_mnist/config.py:ae_tiny",
+    "experiments/cluster_mnist/config.py:clustergan_tiny",
 )
 
 
 def test_every_family_has_defaults_that_name_it():
-    assert set(experiment.FAMILIES) == {"vae", "discrete_vae", "sbn", "gan", "ddpm", "sohl_dickstein", "autoencoder_kl", "ldm"}
+    assert set(experiment.FAMILIES) == {
+        "vae",
+        "discrete_vae",
+        "sbn",
+        "gan",
+        "ddpm",
+        "sohl_dickstein",
+        "autoencoder_kl",
+        "ldm",
+        "cluster_ae",
+        "dec",
+        "vade",
+        "gmvae",
+        "clustergan",
+    }
     for name, family in experiment.FAMILIES.items():
         config = family.default_config()
         assert config.model.family == name
@@ -34,7 +50,7 @@ def test_every_family_has_defaults_that_name_it():
         assert experiment.info(experiment.load_config(preset))["num_params"] > 0
     with pytest.raises(
         ValueError,
-        match=r"model.family: expected one of \['autoencoder_kl', 'ddpm', 'discrete_vae', 'gan', 'ldm', 'sbn', 'sohl_dickstein', 'vae'\], got 'flow'",
+        match=r"model.family: expected one of \['autoencoder_kl', 'cluster_ae', 'clustergan', 'ddpm', 'dec', 'discrete_vae', 'gan', 'gmvae', 'ldm', 'sbn', 'sohl_dickstein', 'vade', 'vae'\], got 'flow'",
     ):
         experiment.get_family("flow")
 

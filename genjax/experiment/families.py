@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-from genjax.experiment import clustering, ddpm, discrete, gan, latent, sohl_dickstein, vae
+from genjax.experiment import clustergan, clustering, clustering_vae, ddpm, discrete, gan, latent, sohl_dickstein, vae
 from genjax.experiment.base import Experiment
 
 
@@ -43,6 +43,9 @@ FAMILIES: dict[str, Family] = {
         Family("ldm", latent.ldm_config, latent.build_ldm),
         Family("cluster_ae", clustering.cluster_ae_config, clustering.build_cluster_ae),
         Family("dec", clustering.dec_config, clustering.build_dec),
+        Family("clustergan", clustergan.default_config, clustergan.build),
+        Family("vade", clustering_vae.vade_config, clustering_vae.build_vade),
+        Family("gmvae", clustering_vae.gmvae_config, clustering_vae.build_gmvae),
     )
 }
 
