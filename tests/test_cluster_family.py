@@ -60,3 +60,20 @@ def test_dec_refuses_bad_clusters_and_a_missing_or_wrong_pretrained_run(ae_run, 
         train(load_config(f"{CONFIG}:idec_tiny", [f"model.pretrained={tmp_path / 'none'}"]), tmp_path / "c")
     with pytest.raises(ValueError, match="model.method: expected one of"):
         train(load_config(f"{CONFIG}:idec_tiny", [f"model.pretrained={ae_run[0]}", "model.method=kmeans"]), tmp_path / "d")
+
+
+def test_the_fashion_variant_loads_fashion_mnist_through_tfds(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    rng = np.random.default_rng(0)
+    records = [{"image": rng.integers(0, 256, (28, 28, 1), dtype=np.uint8), "label": i % 10} for i in range(40)]
+
+    def fake_source(builder, split=None, **kwargs):
+        assert builder.name == "fashion_mnist"
+        return list(records)
+
+    config = load_config(f"{CONFIG}:ae,fashion", ["model.dims=(16,4)", "train.num_steps=2", "train.batch_size=24", "model.kmeans_n_init=1"])
+    assert (config.data.name, config.data.source, config.data.train_split) == ("fashion_mnist", "tfds", "train+valid+test")
+    with tfds.testing.mock_data(num_examples=40, as_data_source_fn=fake_source, data_dir=str(tmp_path / "tfds")):
+        metrics = train(config, tmp_path / "run")
+    # Each of the three splits serves the 40 mock records.
+    assert metrics["num_examples"] == 120 and metrics["test_num_examples"] == 40 and 0.0 < metrics["acc"] <= 1.0
