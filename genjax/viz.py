@@ -185,3 +185,46 @@ def save_binary_sequences(path: str | pathlib.Path, data: np.ndarray, samples: n
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def save_count_matrix(path: str | pathlib.Path, counts: np.ndarray, *, row_labels: list[str], xlabel: str, ylabel: str, title: str = "") -> pathlib.Path:
+    """A matrix of counts ``[R, C]`` as a heat map with each count written in its cell, as PNG."""
+    counts = np.asarray(counts)
+    if counts.ndim != 2 or len(row_labels) != counts.shape[0]:
+        raise ValueError(f"counts: expected [rows, columns] with {len(row_labels)} rows (one per row label), got shape {counts.shape}")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = figure((0.5 * counts.shape[1] + 2, 0.45 * counts.shape[0] + 1.5))
+    ax = fig.subplots()
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), v in np.ndenumerate(counts):
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=6, color="black" if v < counts.max() / 2 else "white")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(range(counts.shape[1]))
+    ax.set_yticks(range(counts.shape[0]), row_labels)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def save_labelled_scatter(path: str | pathlib.Path, points: np.ndarray, colourings: dict[str, np.ndarray], *, title: str = "") -> pathlib.Path:
+    """One scatter panel of 2D points ``[N, 2]`` per named integer colouring (e.g. cluster
+    and true label), side by side, as PNG."""
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[-1] != 2:
+        raise ValueError(f"points: expected 2D points [N, 2], got shape {points.shape}")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = figure((5 * len(colourings), 4.8))
+    axes = fig.subplots(1, len(colourings), squeeze=False)[0]
+    for ax, (name, colour) in zip(axes, colourings.items(), strict=True):
+        shown = ax.scatter(points[:, 0], points[:, 1], c=colour, cmap="tab10", s=2, alpha=0.6, rasterized=True)
+        ax.set_title(f"{title}: coloured by {name}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(shown, ax=ax, ticks=range(int(np.max(colour)) + 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path

@@ -37,7 +37,11 @@ def run_one(method: str, seed: int, workdir: pathlib.Path, overrides: list[str])
         return json.loads((out / "eval.json").read_text())
     fields = [f"seed={seed}", *overrides]
     if method in PRETRAINED:
-        fields.append(f"model.pretrained={workdir / f'ae_s{seed}'}")
+        pretrained = workdir / f"ae_s{seed}"
+        # Another runner may still be training it: wait for its final evaluation.
+        while not (pretrained / "eval.json").exists():
+            time.sleep(30)
+        fields.append(f"model.pretrained={pretrained}")
     config = load_config(f"{HERE / 'config.py'}:{method}", fields)
     tic = time.perf_counter()
     metrics = train(config, out)

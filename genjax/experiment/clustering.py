@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from genjax import viz
 from genjax.data import map_batches
 from genjax.experiment.base import Experiment, check_common, image_shape, load_split, loss_update, train_batcher
 from genjax.experiment.config import base_config
@@ -128,23 +129,7 @@ def project_2d(z: np.ndarray) -> np.ndarray:
 def latent_figure(path: pathlib.Path, z: np.ndarray, clusters: np.ndarray, labels: np.ndarray, title: str) -> pathlib.Path:
     """Two scatter plots of the embeddings' first two principal components, coloured by
     assigned cluster and by true label."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    xy = project_2d(z)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
-    for ax, colour, name in ((axes[0], clusters, "cluster"), (axes[1], labels, "true label")):
-        points = ax.scatter(xy[:, 0], xy[:, 1], c=colour, cmap="tab10", s=2, alpha=0.6, rasterized=True)
-        ax.set_title(f"{title}: coloured by {name}")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        fig.colorbar(points, ax=ax, ticks=range(int(colour.max()) + 1))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return viz.save_labelled_scatter(path, project_2d(z), {"cluster": clusters, "true label": labels}, title=title)
 
 
 def cluster_figures(

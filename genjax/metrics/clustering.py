@@ -17,6 +17,8 @@ import numpy as np
 import scipy.optimize
 import sklearn.metrics
 
+from genjax import viz
+
 
 @dataclasses.dataclass(frozen=True)
 class ClusterScores:
@@ -99,26 +101,10 @@ def confusion_matrix_figure(labels: np.ndarray, clusters: np.ndarray, path: str 
     Returns:
       The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     counts = contingency(labels, clusters)
     mapping = cluster_mapping(labels, clusters)
     order = sorted(range(counts.shape[0]), key=lambda c: (mapping.get(c, counts.shape[1]), c))
-    counts = counts[order]
-    fig, ax = plt.subplots(figsize=(0.5 * counts.shape[1] + 2, 0.45 * counts.shape[0] + 1.5))
-    ax.imshow(counts, cmap="Blues")
-    for (i, j), v in np.ndenumerate(counts):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=6, color="black" if v < counts.max() / 2 else "white")
-    ax.set_xlabel("true label")
-    ax.set_ylabel("cluster (ordered by matched label)")
-    ax.set_xticks(range(counts.shape[1]))
-    ax.set_yticks(range(counts.shape[0]), [str(c) for c in order])
-    ax.set_title(title or f"ACC {cluster_accuracy(labels, clusters):.3f}")
-    path = pathlib.Path(path)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    title = title or f"ACC {cluster_accuracy(labels, clusters):.3f}"
+    return viz.save_count_matrix(
+        path, counts[order], row_labels=[str(c) for c in order], xlabel="true label", ylabel="cluster (ordered by matched label)", title=title
+    )
