@@ -132,3 +132,15 @@ def test_kmeans_recovers_separated_blobs_and_the_autoencoder_has_the_papers_size
     assert cm.cluster_accuracy(truth, assigned) == 1.0
     params = jax.eval_shape(lambda: dec.StackedAutoencoder(784).init(jax.random.key(0), jnp.zeros((1, 28, 28, 1))))
     assert sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params)) == 3_330_794
+
+
+def test_reconstruction_losses_closed_form():
+    x = jnp.array([[0.0, 1.0, 0.25]])
+    out = jnp.array([[0.5, -1.0, 0.0]])
+    np.testing.assert_allclose(dec.reconstruction_loss(x, out, "mse"), [(0.25 + 4.0 + 0.0625) / 3], rtol=1e-6)
+    p = 1 / (1 + np.exp(-np.array([0.5, -1.0, 0.0])))
+    bce = -(np.array([0.0, 1.0, 0.25]) * np.log(p) + np.array([1.0, 0.0, 0.75]) * np.log(1 - p)).mean()
+    np.testing.assert_allclose(dec.reconstruction_loss(x, out, "bernoulli"), [bce], rtol=1e-5)
+    np.testing.assert_allclose(dec.reconstruct(out, "bernoulli"), p[None], rtol=1e-6)
+    with pytest.raises(ValueError, match="model.reconstruction: expected one of"):
+        dec.reconstruction_loss(x, out, "l1")

@@ -39,6 +39,14 @@ def ae() -> ml_collections.ConfigDict:
     return c
 
 
+def ae_bce() -> ml_collections.ConfigDict:
+    """``ae`` with a Bernoulli decoder (cross-entropy): VaDE's pretraining, so that the decoder
+    VaDE starts from already gives the logits its likelihood reads."""
+    c = ae()
+    c.model.reconstruction = "bernoulli"
+    return c
+
+
 def dec() -> ml_collections.ConfigDict:
     """DEC (Xie et al. 2016): KL(P||Q) on the encoder and centroids, SGD 0.01 with momentum 0.9."""
     c = families.get_family("dec").default_config()
@@ -176,6 +184,7 @@ def clustergan_tiny() -> ml_collections.ConfigDict:
 
 PRESETS = {
     "ae": ae,
+    "ae_bce": ae_bce,
     "dec": dec,
     "idec": idec,
     "dcn": dcn,

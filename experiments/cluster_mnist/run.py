@@ -3,7 +3,7 @@
 Each (method, seed) is one ``genjax train`` run in ``WORKDIR/<method>_s<seed>``; a run
 whose ``eval.json`` exists is not trained again, and an interrupted one resumes from its
 checkpoint. The autoencoder-based methods start from ``WORKDIR/ae_s<seed>``, trained
-first. The table aggregates ACC/NMI/ARI on all 70,000 images over the seeds::
+first (``ae_bce``, the Bernoulli-decoder autoencoder, for VaDE). The table aggregates ACC/NMI/ARI on all 70,000 images over the seeds::
 
     python experiments/cluster_mnist/run.py --workdir runs/cluster_mnist \\
         --methods ae idec dec dcn --seeds 0 1 2 3 4 --set ae:train.num_steps=6000
@@ -26,7 +26,8 @@ import numpy as np
 from genjax.experiment import load_config, train
 
 HERE = pathlib.Path(__file__).resolve().parent
-PRETRAINED = {"dec", "idec", "dcn", "sdec", "vade"}
+PRETRAINED = {"dec": "ae", "idec": "ae", "dcn": "ae", "sdec": "ae", "vade": "ae_bce"}
+"""The autoencoder run each method starts from: ``WORKDIR/<ae>_s<seed>``."""
 METRICS = ("acc", "nmi", "ari", "test_acc", "test_nmi", "test_ari")
 
 
@@ -37,7 +38,7 @@ def run_one(method: str, seed: int, workdir: pathlib.Path, overrides: list[str])
         return json.loads((out / "eval.json").read_text())
     fields = [f"seed={seed}", *overrides]
     if method in PRETRAINED:
-        pretrained = workdir / f"ae_s{seed}"
+        pretrained = workdir / f"{PRETRAINED[method]}_s{seed}"
         # Another runner may still be training it: wait for its final evaluation.
         while not (pretrained / "eval.json").exists():
             time.sleep(30)

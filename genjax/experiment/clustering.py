@@ -184,20 +184,26 @@ def autoencoder_from_config(config: ml_collections.ConfigDict) -> dec_lib.Stacke
     dims = tuple(config.model.dims)
     if not dims or min(dims) <= 0:
         raise ValueError(f"model.dims: expected positive encoder widths ending in the embedding size, got {dims}")
-    return dec_lib.StackedAutoencoder(input_dim=int(np.prod(image_shape(config))), dims=dims, activation=config.model.activation)
+    if config.model.reconstruction not in dec_lib.RECONSTRUCTIONS:
+        raise ValueError(f"model.reconstruction: expected one of {dec_lib.RECONSTRUCTIONS}, got {config.model.reconstruction!r}")
+    return dec_lib.StackedAutoencoder(
+        input_dim=int(np.prod(image_shape(config))), dims=dims, activation=config.model.activation, reconstruction=config.model.reconstruction
+    )
 
 
 def cluster_ae_config() -> ml_collections.ConfigDict:
     """The ``cluster_ae`` family: end-to-end pretraining of the d-500-500-2000-10 autoencoder.
 
     As in IDEC's pretraining (Guo et al. 2017, sec. 4.1): Adam, batch 256, mean squared
-    reconstruction error, no corruption by default (``model.corruption`` is the dropout
+    reconstruction error (``model.reconstruction = "bernoulli"``: cross-entropy of a
+    Bernoulli decoder, the pretraining that matches VaDE's likelihood), no corruption by default (``model.corruption`` is the dropout
     rate of the input for the denoising pretraining of Xie et al., 0.2 there).
     ``evaluate(full=True)`` scores k-means on the embeddings (the "AE + k-means" row).
     """
     c = cluster_base_config("cluster_ae")
     c.model.dims = dec_lib.DEC_DIMS
     c.model.activation = "relu"
+    c.model.reconstruction = "mse"
     c.model.corruption = 0.0
     c.model.kmeans_n_init = 20
     c.train.num_steps = 20_000
@@ -218,11 +224,12 @@ def build_cluster_ae(config: ml_collections.ConfigDict) -> Experiment:
         x = batch["image"].reshape(batch["image"].shape[0], -1)
         keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - m.corruption, x.shape[1:]))(keys)
         noisy = jnp.where(keep, x / (1.0 - m.corruption), 0.0) if m.corruption else x
-        recon = dec_lib.reconstruction_loss(x, apply(model, params, _CALL, noisy)[1])
+        recon = dec_lib.reconstruction_loss(x, apply(model, params, _CALL, noisy)[1], model.reconstruction)
         return jnp.mean(recon), {"reconstruction": jnp.mean(recon)}
 
     embed_fn = jax.jit(lambda p, x: apply(model, p, _ENCODE, x))
-    recon_fn = jax.jit(lambda p, x: apply(model, p, _CALL, x)[1])
+    out_fn = jax.jit(lambda p, x: apply(model, p, _CALL, x)[1])
+    recon_fn = jax.jit(lambda p, x: dec_lib.reconstruct(apply(model, p, _CALL, x)[1], model.reconstruction))
 
     def embed_all(params: Params, images: np.ndarray) -> np.ndarray:
         return apply_in_batches(functools.partial(embed_fn, params), images, config.eval.batch_size, "embed")
@@ -233,8 +240,8 @@ def build_cluster_ae(config: ml_collections.ConfigDict) -> Experiment:
 
     def evaluate(params: Params, key: jax.Array, full: bool) -> dict[str, float]:
         test = data.test_images[: config.eval.num_examples or None]
-        recon = apply_in_batches(functools.partial(recon_fn, params), test, config.eval.batch_size, "reconstruct")
-        out = {"test_reconstruction": float(np.mean(dec_lib.reconstruction_loss(jnp.asarray(test), jnp.asarray(recon))))}
+        out_test = apply_in_batches(functools.partial(out_fn, params), test, config.eval.batch_size, "reconstruct")
+        out = {"test_reconstruction": float(np.mean(dec_lib.reconstruction_loss(jnp.asarray(test), jnp.asarray(out_test), model.reconstruction)))}
         if full:
             out.update(cluster_evaluation(config, data, functools.partial(assign, params)))
         return out
@@ -355,7 +362,7 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
         snapshot, tracked, change = jax.lax.cond(due, refresh, lambda _: keep, None)
         converged = model_state["converged"] | (due & (step >= m.update_interval) & (change < m.tol))
         z, x_hat = apply(model, params["ae"], _CALL, x)
-        recon = jnp.mean(dec_lib.reconstruction_loss(x, x_hat))
+        recon = jnp.mean(dec_lib.reconstruction_loss(x, x_hat, model.reconstruction))
         metrics: dict[str, jax.Array] = {"reconstruction": recon, "assignment_change": change, "converged": converged.astype(jnp.float32)}
         new_state = {**model_state, "snapshot": snapshot, "tracked": tracked, "change": change, "converged": converged}
         if dcn:
@@ -400,7 +407,7 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
     def evaluate(params: Params, key: jax.Array, full: bool) -> dict[str, float]:
         return cluster_evaluation(config, data, functools.partial(assign, params))
 
-    recon_fn = jax.jit(lambda p, x: apply(model, p["ae"], _CALL, x)[1])
+    recon_fn = jax.jit(lambda p, x: dec_lib.reconstruct(apply(model, p["ae"], _CALL, x)[1], model.reconstruction))
 
     def sample(params: Params, key: jax.Array, num: int) -> np.ndarray:
         images = data.test_images[:num]

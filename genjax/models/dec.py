@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax.distributions import bernoulli_log_prob
 from genjax.nn.mlp import MLP
 
 DEC_DIMS = (500, 500, 2000, 10)
@@ -47,11 +48,15 @@ class StackedAutoencoder(nn.Module):
       input_dim: d, the flattened size of one example.
       dims: the encoder widths, the last one the embedding dimension.
       activation: the hidden activation.
+      reconstruction: ``"mse"`` (the decoder's output is the reconstruction, scored by
+        squared error, as Xie et al.) or ``"bernoulli"`` (it is the logits of a Bernoulli
+        per pixel, scored by cross-entropy: the likelihood VaDE's decoder uses).
     """
 
     input_dim: int
     dims: Sequence[int] = DEC_DIMS
     activation: str = "relu"
+    reconstruction: str = "mse"
 
     def setup(self) -> None:
         dims = tuple(self.dims)
@@ -72,11 +77,27 @@ class StackedAutoencoder(nn.Module):
         return z, self.decode(z)
 
 
-def reconstruction_loss(x: jax.Array, x_hat: jax.Array) -> jax.Array:
-    """Per-example squared error ``sum_d (x - x_hat)^2 / d`` (mean over features), ``[B]``."""
+RECONSTRUCTIONS = ("mse", "bernoulli")
+
+
+def reconstruction_loss(x: jax.Array, out: jax.Array, kind: str = "mse") -> jax.Array:
+    """Per-example reconstruction loss averaged over the d features, ``[B]``.
+
+    ``"mse"``: ``mean_d (x - out)^2``; ``"bernoulli"``: ``-mean_d log Bernoulli(x; sigmoid(out))``
+    (``out`` are logits, ``x`` in [0, 1]).
+    """
     x = x.reshape(x.shape[0], -1)
-    chex.assert_equal_shape((x, x_hat))
-    return jnp.mean(jnp.square(x - x_hat), axis=-1)
+    chex.assert_equal_shape((x, out))
+    if kind == "mse":
+        return jnp.mean(jnp.square(x - out), axis=-1)
+    if kind == "bernoulli":
+        return -jnp.mean(bernoulli_log_prob(x, out), axis=-1)
+    raise ValueError(f"model.reconstruction: expected one of {RECONSTRUCTIONS}, got {kind!r}")
+
+
+def reconstruct(out: jax.Array, kind: str) -> jax.Array:
+    """The reconstructed example from the decoder's output: ``out`` itself, or ``sigmoid(out)``."""
+    return jax.nn.sigmoid(out) if kind == "bernoulli" else out
 
 
 def student_t_assignment(z: jax.Array, centroids: jax.Array, alpha: float = 1.0) -> jax.Array:
