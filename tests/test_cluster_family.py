@@ -77,3 +77,16 @@ def test_the_fashion_variant_loads_fashion_mnist_through_tfds(tmp_path):
         metrics = train(config, tmp_path / "run")
     # Each of the three splits serves the 40 mock records.
     assert metrics["num_examples"] == 120 and metrics["test_num_examples"] == 40 and 0.0 < metrics["acc"] <= 1.0
+
+
+def test_constraints_from_a_file_are_used_and_pairs_naming_missing_examples_are_refused(ae_run, tmp_path):
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, first=np.arange(0, 40), second=np.arange(40, 80), must_link=np.zeros(40, bool))
+    np.savez(bad, first=np.array([0, 1]), second=np.array([2, 3000]), must_link=np.array([True, False]))
+    fields = [f"model.pretrained={ae_run[0]}", "train.num_steps=20"]
+    metrics = train(load_config(f"{CONFIG}:idec_tiny", [*fields, f"model.constraints={good}"]), tmp_path / "good")
+    assert "constraints" in json.loads((tmp_path / "good" / "metrics.jsonl").read_text().splitlines()[-1]) and metrics["step"] == 20
+    with pytest.raises(ValueError, match=r"model.constraints: second indices must lie in \[0, 3000\), got range \[2, 3000\]"):
+        train(load_config(f"{CONFIG}:idec_tiny", [*fields, f"model.constraints={bad}"]), tmp_path / "bad")
+    with pytest.raises(FileNotFoundError, match="model.constraints: no file at"):
+        train(load_config(f"{CONFIG}:idec_tiny", [*fields, f"model.constraints={tmp_path / 'none.npz'}"]), tmp_path / "none")

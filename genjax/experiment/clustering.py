@@ -278,7 +278,9 @@ def dec_config() -> ml_collections.ConfigDict:
     (0.1); ``model.dcn_lambda`` and ``model.dcn_count_init``: DCN's weight of the
     k-means term and the initial count of each centroid; ``model.constraint_fraction``,
     ``model.constraint_weight`` and ``model.constraint_batch``: the semi-supervised
-    pairwise term (0: off).
+    pairwise term (0: off); ``model.constraints``: an ``.npz`` file of your own pairs
+    (``first``, ``second``: indices into ``data.train_split``; ``must_link``: bool),
+    used instead of pairs drawn from a fraction of the labels.
     """
     c = cluster_base_config("dec")
     c.model.method = "idec"
@@ -294,9 +296,33 @@ def dec_config() -> ml_collections.ConfigDict:
     c.model.constraint_fraction = 0.0
     c.model.constraint_weight = 1.0
     c.model.constraint_batch = 256
+    c.model.constraints = ""
     c.train.num_steps = 20_000
     c.train.log_every = 140
     return c
+
+
+def load_constraints(path: str, num_examples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairwise constraints from an ``.npz`` file with arrays ``first``, ``second`` and ``must_link``.
+
+    Raises:
+      FileNotFoundError: naming ``model.constraints`` when the file is missing.
+      ValueError: naming ``model.constraints`` when an array is missing or a pair names an
+        example outside ``[0, num_examples)``.
+    """
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"model.constraints: no file at '{path}'; expected an .npz with first, second and must_link")
+    with np.load(file) as arrays:
+        missing = sorted({"first", "second", "must_link"} - set(arrays.files))
+        if missing:
+            raise ValueError(f"model.constraints: '{path}' lacks {missing}; expected arrays first, second and must_link")
+        first, second, must_link = (np.asarray(arrays[k]) for k in ("first", "second", "must_link"))
+    try:
+        dec_lib.check_constraints(first, second, must_link, num_examples)
+    except ValueError as err:
+        raise ValueError(f"model.{err}") from None
+    return first.astype(np.int32), second.astype(np.int32), must_link.astype(bool)
 
 
 def _check_dec_config(config: ml_collections.ConfigDict) -> None:
@@ -330,7 +356,9 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
     centroids0, assign0 = dec_lib.kmeans(z0, m.num_clusters, config.seed, m.kmeans_n_init)
     track = np.random.default_rng(config.seed).permutation(len(data.images))[: m.track_examples]
     track_x = jnp.asarray(data.images[track])
-    constraints = dec_lib.make_constraints(data.labels, m.constraint_fraction, config.seed)
+    constraints = (
+        load_constraints(m.constraints, len(data.images)) if m.constraints else dec_lib.make_constraints(data.labels, m.constraint_fraction, config.seed)
+    )
     pair_x = (jnp.asarray(data.images[constraints[0]]), jnp.asarray(data.images[constraints[1]]), jnp.asarray(constraints[2]))
     batcher = train_batcher(config)
     dcn = m.method == "dcn"
