@@ -271,10 +271,12 @@ def dec_config() -> ml_collections.ConfigDict:
 
     ``model.pretrained``: the ``cluster_ae`` workdir; ``model.alpha``: the Student-t
     degrees of freedom (1); ``model.update_interval``: steps between target
-    distribution refreshes (T = 140 in IDEC for MNIST); ``model.tol``: training stops
-    once fewer than this fraction of the tracked examples change cluster between two
-    refreshes (0.001, as DEC and IDEC); ``model.track_examples``: how many examples that
-    fraction is measured on; ``model.gamma``: IDEC's weight of the clustering term
+    distribution refreshes (T = 140 in IDEC for MNIST; ``train.log_every`` must be a
+    multiple); ``model.tol``: training stops once fewer than this fraction of the tracked
+    examples change cluster between two refreshes (0.001, as DEC and IDEC);
+    ``model.track_examples``: how many examples that fraction, and the soft cluster
+    frequencies ``f_j`` of eq. 3, are measured on at each refresh (the papers use every
+    example; a minibatch's own ``f_j`` would be noisy and would depend on the device count); ``model.gamma``: IDEC's weight of the clustering term
     (0.1); ``model.dcn_lambda`` and ``model.dcn_count_init``: DCN's weight of the
     k-means term and the initial count of each centroid; ``model.constraint_fraction``,
     ``model.constraint_weight`` and ``model.constraint_batch``: the semi-supervised
@@ -337,6 +339,14 @@ def _check_dec_config(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"model.{name}: expected a positive int, got {getattr(m, name)}")
     if not 0.0 <= m.tol < 1.0:
         raise ValueError(f"model.tol: expected a fraction in [0, 1), got {m.tol}")
+    if config.train.ema_decay:
+        raise ValueError(f"train.ema_decay: the dec family evaluates the trained parameters themselves; expected 0, got {config.train.ema_decay}")
+    if m.method == "dcn" and config.parallel == "pmap":
+        raise ValueError("parallel: DCN's sequential centroid update (eq. 8) runs over the whole batch, which 'pmap' splits; expected 'jit'")
+    if config.train.log_every % m.update_interval:
+        raise ValueError(
+            f"train.log_every: the convergence check runs every train.log_every steps and must follow a refresh; expected a multiple of model.update_interval={m.update_interval}, got {config.train.log_every}"
+        )
 
 
 def build_dec(config: ml_collections.ConfigDict) -> Experiment:
@@ -381,18 +391,22 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
         centroids = model_state["centroids"] if dcn else params["centroids"]
         fixed_centroids = model_state["centroids"] if dcn else fixed["centroids"]
 
-        def refresh(_: None) -> tuple[Params, jax.Array, jax.Array]:
-            tracked = dec_lib.hard_assignment(apply(model, fixed["ae"], _ENCODE, track_x), fixed_centroids)
-            return fixed, tracked, jnp.mean((tracked != model_state["tracked"]).astype(jnp.float32))
+        def refresh(_: None) -> tuple[Params, jax.Array, jax.Array, jax.Array]:
+            q_track = dec_lib.student_t_assignment(apply(model, fixed["ae"], _ENCODE, track_x), fixed_centroids, m.alpha)
+            tracked = jnp.argmax(q_track, axis=-1).astype(jnp.int32)
+            change = jnp.mean((tracked != model_state["tracked"]).astype(jnp.float32))
+            return fixed, tracked, change, jnp.mean(q_track, axis=0)
 
-        due = step % m.update_interval == 0
-        keep = (model_state["snapshot"], model_state["tracked"], model_state["change"])
-        snapshot, tracked, change = jax.lax.cond(due, refresh, lambda _: keep, None)
-        converged = model_state["converged"] | (due & (step >= m.update_interval) & (change < m.tol))
+        # The last step of every period refreshes, so the loop's check (every
+        # train.log_every = update_interval steps) sees a convergence at once.
+        due = (step + 1) % m.update_interval == 0
+        keep = (model_state["snapshot"], model_state["tracked"], model_state["change"], model_state["frequency"])
+        snapshot, tracked, change, frequency = jax.lax.cond(due, refresh, lambda _: keep, None)
+        converged = model_state["converged"] | (due & (change < m.tol))
         z, x_hat = apply(model, params["ae"], _CALL, x)
         recon = jnp.mean(dec_lib.reconstruction_loss(x, x_hat, model.reconstruction))
         metrics: dict[str, jax.Array] = {"reconstruction": recon, "assignment_change": change, "converged": converged.astype(jnp.float32)}
-        new_state = {**model_state, "snapshot": snapshot, "tracked": tracked, "change": change, "converged": converged}
+        new_state = {**model_state, "snapshot": snapshot, "tracked": tracked, "change": change, "frequency": frequency, "converged": converged}
         if dcn:
             kmeans_term = jnp.mean(dec_lib.kmeans_distance(z, centroids))
             total = recon + m.dcn_lambda / 2.0 * kmeans_term
@@ -401,7 +415,7 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
         else:
             q = dec_lib.student_t_assignment(z, centroids, m.alpha)
             snap_centroids = snapshot["centroids"]
-            p = dec_lib.target_distribution(dec_lib.student_t_assignment(apply(model, snapshot["ae"], _ENCODE, x), snap_centroids, m.alpha))
+            p = dec_lib.target_distribution(dec_lib.student_t_assignment(apply(model, snapshot["ae"], _ENCODE, x), snap_centroids, m.alpha), frequency)
             kl = jnp.mean(dec_lib.clustering_kl(jax.lax.stop_gradient(p), q))
             total = kl if m.method == "dec" else recon + m.gamma * kl
             metrics["kl"] = kl
@@ -412,10 +426,12 @@ def build_dec(config: ml_collections.ConfigDict) -> Experiment:
         return total, (metrics, new_state)
 
     params0 = {"ae": ae_params} if dcn else {"ae": ae_params, "centroids": jnp.asarray(centroids0)}
+    q_track0 = jax.jit(lambda c: dec_lib.student_t_assignment(embed_fn(ae_params, track_x), c, m.alpha))(jnp.asarray(centroids0))
     init_state: dict[str, Any] = {
         "snapshot": params0,
         "tracked": jnp.asarray(assign0[track]),
         "change": jnp.float32(1.0),
+        "frequency": jnp.mean(q_track0, axis=0),
         "converged": jnp.bool_(False),
     }
     if dcn:

@@ -119,13 +119,18 @@ def student_t_assignment(z: jax.Array, centroids: jax.Array, alpha: float = 1.0)
     return jax.nn.softmax(logits, axis=-1)
 
 
-def target_distribution(q: jax.Array) -> jax.Array:
+def target_distribution(q: jax.Array, frequency: jax.Array | None = None) -> jax.Array:
     """DEC's auxiliary target ``p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j')``, eq. 3.
 
-    ``f_j = sum_i q_ij`` are the soft cluster frequencies over the rows of ``q``.
+    Args:
+      q: soft assignments ``[B, K]``.
+      frequency: the soft cluster frequencies ``f_j = sum_i q_ij`` ``[K]`` over the whole
+        dataset (any positive multiple; only ratios matter); None: over the rows of ``q``.
     """
     chex.assert_rank(q, 2)
-    weight = jnp.square(q) / jnp.sum(q, axis=0, keepdims=True)
+    f = jnp.sum(q, axis=0) if frequency is None else frequency
+    chex.assert_shape(f, (q.shape[1],))
+    weight = jnp.square(q) / f[None, :]
     return weight / jnp.sum(weight, axis=1, keepdims=True)
 
 

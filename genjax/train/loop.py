@@ -139,8 +139,8 @@ def train(
         damaged, train again from ``state`` instead of raising ``CheckpointError``.
       on_start: called with the step training starts from (the restored step, or 0)
         before the first update, e.g. to record the run's config beside its checkpoints.
-      stop: ``stop(host_state) -> bool``, checked on the restored state and every
-        ``log_every`` steps: once True, the state is checkpointed and training ends
+      stop: ``stop(host_state) -> bool``, checked every ``log_every`` steps (and on a
+        restored state at such a step): once True, the state is checkpointed and training ends
         before ``num_steps``. A pure function of the state, so a resumed run stops
         exactly where an uninterrupted one did.
 
@@ -180,7 +180,9 @@ def train(
         desc="train",
         dynamic_ncols=True,
     )
-    stopped = stop is not None and start > 0 and stop(state)
+    # Only where the uninterrupted run would have checked too, so a resumed run stops at
+    # the same step.
+    stopped = stop is not None and start > 0 and start % log_every == 0 and stop(state)
     for step in range(start, num_steps if not stopped else start):
         batch = train_step.place_batch(batches(step))
         tic = time.perf_counter()
