@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
@@ -90,3 +91,18 @@ def test_constraints_from_a_file_are_used_and_pairs_naming_missing_examples_are_
         train(load_config(f"{CONFIG}:idec_tiny", [*fields, f"model.constraints={bad}"]), tmp_path / "bad")
     with pytest.raises(FileNotFoundError, match="model.constraints: no file at"):
         train(load_config(f"{CONFIG}:idec_tiny", [*fields, f"model.constraints={tmp_path / 'none.npz'}"]), tmp_path / "none")
+
+
+@pytest.mark.parametrize("tol", [0.0, 0.5])
+def test_an_interrupted_run_resumes_exactly_and_stops_where_an_uninterrupted_one_does(ae_run, tmp_path, tol):
+    # tol 0 never converges; tol 0.5 converges at the first refresh (step 20). The
+    # interrupted run's checkpoint (step 10 or 30) is not on a stop check.
+    fields = [f"model.pretrained={ae_run[0]}", f"model.tol={tol}", "train.num_steps=60"]
+    whole = train(load_config(f"{CONFIG}:idec_tiny", fields), tmp_path / "whole")
+    first = 10 if tol else 30
+    train(load_config(f"{CONFIG}:idec_tiny", [*fields[:-1], f"train.num_steps={first}"]), tmp_path / "parts")
+    parts = train(load_config(f"{CONFIG}:idec_tiny", fields), tmp_path / "parts")
+    assert parts["stopped_at_step"] == whole["stopped_at_step"] == (20 if tol else 60)
+    a, b = load_run(tmp_path / "whole"), load_run(tmp_path / "parts")
+    for x, y in zip(jax.tree.leaves((a.state.params, a.state.model_state)), jax.tree.leaves((b.state.params, b.state.model_state)), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -144,3 +144,29 @@ def test_reconstruction_losses_closed_form():
     np.testing.assert_allclose(dec.reconstruct(out, "bernoulli"), p[None], rtol=1e-6)
     with pytest.raises(ValueError, match="model.reconstruction: expected one of"):
         dec.reconstruction_loss(x, out, "l1")
+
+
+def test_gradient_of_the_dec_loss_is_eqs_4_and_5():
+    """dL/dz_i and dL/dmu_j of L = KL(P||Q) for fixed P, as derived in arXiv 1511.06335."""
+    rng = np.random.default_rng(6)
+    z, mu = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(4, 3)).astype(np.float32)
+    alpha = 1.0
+    q = np.asarray(dec.student_t_assignment(jnp.asarray(z), jnp.asarray(mu), alpha), np.float64)
+    p = np.asarray(dec.target_distribution(jnp.asarray(q, jnp.float32)), np.float64)
+    loss = lambda zz, mm: jnp.sum(dec.clustering_kl(jnp.asarray(p, jnp.float32), dec.student_t_assignment(zz, mm, alpha)))
+    gz, gmu = jax.grad(loss, argnums=(0, 1))(jnp.asarray(z), jnp.asarray(mu))
+    diff = z[:, None, :].astype(np.float64) - mu[None, :, :]
+    kernel = 1.0 / (1.0 + np.sum(diff**2, -1) / alpha)
+    weight = (alpha + 1.0) / alpha * kernel * (p - q)
+    np.testing.assert_allclose(np.asarray(gz), np.sum(weight[..., None] * diff, 1), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(gmu), -np.sum(weight[..., None] * diff, 0), rtol=1e-4, atol=1e-6)
+
+
+def test_target_distribution_with_dataset_frequencies():
+    rng = np.random.default_rng(7)
+    q = rng.dirichlet(np.ones(3), size=6)
+    f = np.array([0.2, 0.5, 0.3])
+    p = q**2 / f
+    np.testing.assert_allclose(
+        np.asarray(dec.target_distribution(jnp.asarray(q, jnp.float32), jnp.asarray(f, jnp.float32))), p / p.sum(1, keepdims=True), rtol=1e-5
+    )

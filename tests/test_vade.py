@@ -70,6 +70,37 @@ def test_elbo_gradient_is_finite_and_assign_samples_have_their_shapes():
     assert images.shape == (3,) + SHAPE and float(images.min()) >= 0.0 and float(images.max()) <= 1.0
 
 
+def test_elbo_with_several_components_is_eq_5_term_by_term():
+    model = vade.VaDE(data_shape=SHAPE, dims=(8, 3), num_clusters=4)
+    params = model.init(jax.random.key(0), jnp.zeros((1,) + SHAPE))
+    params = vade.with_prior(params, {k: np.asarray(v) for k, v in _prior(jax.random.key(5), 4, 3).items()})
+    x = jax.random.uniform(jax.random.key(1), SHAPE)
+    key = jax.random.key(2)
+    got = vade.elbo(model, params, x, key)
+    # Eq. 5 of arXiv 1611.05148 with L = 1, written out from the encoder's and decoder's outputs.
+    mean, log_var = (np.asarray(a[0], np.float64) for a in model.apply(params, x[None], method=vade.VaDE.encode))
+    z = mean + np.exp(0.5 * log_var) * np.asarray(jax.random.normal(key, (1, 3))[0], np.float64)
+    logits = np.asarray(model.apply(params, jnp.asarray(z[None], jnp.float32), method=vade.VaDE.decode)[0], np.float64)
+    xs = np.asarray(x, np.float64).reshape(-1)
+    log_px = np.sum(xs * -np.logaddexp(0, -logits) + (1 - xs) * -np.logaddexp(0, logits))
+    p = {k: np.asarray(v, np.float64) for k, v in vade.prior_of(params).items()}
+    pi = np.exp(p["logits"]) / np.exp(p["logits"]).sum()
+    var_c = np.exp(p["log_var"])
+    joint = pi * np.prod(norm.pdf(z[None], p["mean"], np.sqrt(var_c)), axis=-1)
+    gamma = joint / joint.sum()
+    term_z = -0.5 * np.sum(gamma[:, None] * (p["log_var"] + np.exp(log_var)[None] / var_c + (mean[None] - p["mean"]) ** 2 / var_c))
+    eq5 = log_px + term_z + np.sum(gamma * np.log(pi / gamma)) + 0.5 * np.sum(1 + log_var)
+    np.testing.assert_allclose(float(got.elbo), eq5, rtol=1e-4)
+    np.testing.assert_allclose(float(got.log_likelihood), log_px, rtol=1e-4)
+
+
+def test_vade_refuses_an_autoencoder_pretrained_with_squared_error(tmp_path):
+    ae = tmp_path / "ae"
+    experiment.train(experiment.load_config(f"{CONFIG}:ae_tiny", ["train.num_steps=1"]), ae)
+    with pytest.raises(ValueError, match="model.pretrained: VaDE reads the decoder's outputs as Bernoulli logits"):
+        experiment.build(experiment.load_config(f"{CONFIG}:vade_tiny", [f"model.pretrained={ae}"]))
+
+
 @pytest.mark.parametrize("k", [1, 5000])
 def test_bad_num_clusters_is_named(k):
     config = experiment.load_config(f"{CONFIG}:vade_tiny", [f"model.num_clusters={k}"])
@@ -80,7 +111,7 @@ def test_bad_num_clusters_is_named(k):
 @pytest.fixture(scope="module")
 def ae_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ae_tiny")
-    experiment.train(experiment.load_config(f"{CONFIG}:ae_tiny"), workdir)
+    experiment.train(experiment.load_config(f"{CONFIG}:ae_bce_tiny"), workdir)
     return workdir
 
 

@@ -87,6 +87,13 @@ def ae_tiny() -> ml_collections.ConfigDict:
     return c
 
 
+def ae_bce_tiny() -> ml_collections.ConfigDict:
+    """``ae_tiny`` with the Bernoulli decoder, for ``vade_tiny``."""
+    c = ae_tiny()
+    c.model.reconstruction = "bernoulli"
+    return c
+
+
 def _dec_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c = _tiny(c)
     c.model.kmeans_n_init = 5
@@ -130,7 +137,7 @@ def gmvae() -> ml_collections.ConfigDict:
 
 
 def vade_tiny() -> ml_collections.ConfigDict:
-    """``vade`` on generated clusters (``model.pretrained`` must name an ``ae_tiny`` run)."""
+    """``vade`` on generated clusters (``model.pretrained`` must name an ``ae_bce_tiny`` run)."""
     c = _tiny(vade())
     c.train.num_steps = 200
     c.train.decay_steps = 200
@@ -190,6 +197,7 @@ PRESETS = {
     "dcn": dcn,
     "sdec": sdec,
     "ae_tiny": ae_tiny,
+    "ae_bce_tiny": ae_bce_tiny,
     "dec_tiny": dec_tiny,
     "idec_tiny": idec_tiny,
     "dcn_tiny": dcn_tiny,

@@ -158,6 +158,11 @@ def build_vade(config: ml_collections.ConfigDict) -> Experiment:
     if m.gmm_n_init < 1:
         raise ValueError(f"model.gmm_n_init: expected a positive int, got {m.gmm_n_init}")
     ae, ae_params = load_pretrained_autoencoder(config)
+    if ae.reconstruction != "bernoulli":
+        raise ValueError(
+            "model.pretrained: VaDE reads the decoder's outputs as Bernoulli logits; expected a cluster_ae run with "
+            f"model.reconstruction='bernoulli' (the ae_bce preset), got {ae.reconstruction!r}"
+        )
     ae_params = jax.device_get(ae_params)
     shape = image_shape(config)
     model = vade_lib.VaDE(data_shape=shape, dims=tuple(ae.dims), num_clusters=m.num_clusters, activation=ae.activation)
