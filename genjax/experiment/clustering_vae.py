@@ -190,7 +190,7 @@ def build_vade(config: ml_collections.ConfigDict) -> Experiment:
 
 
 def gmvae_config() -> ml_collections.ConfigDict:
-    """The ``gmvae`` family: the categorical GMVAE (Dilokthanakul et al. 2016, arXiv 1611.02648), from scratch.
+    """The ``gmvae`` family: the categorical GMVAE (after Dilokthanakul et al. 2016, arXiv 1611.02648; see ``genjax.models.gmvae``), from scratch.
 
     ``model.hidden``: widths of the classifier ``q(y|x)`` and encoder ``q(z|x,y)`` MLPs
     (the decoder mirrors them); ``model.latent_dim``; ``model.activation``;

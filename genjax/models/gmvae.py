@@ -4,10 +4,11 @@ common categorical form.
 The generative model is ``y ~ Uniform(K)``, ``z | y ~ N(mu_y, diag(sigma_y^2))`` with
 learned per-cluster means and variances, ``x | z ~ Bern(sigmoid(f(z)))``; the inference
 model is ``q(y|x) q(z|x, y)``: a categorical ``q(y|x)`` and a diagonal Gaussian
-``q(z|x, y)`` conditioned on the one-hot ``y``. This is the paper's model (sec. 3, eqs.
-1-2) with its second latent ``w`` dropped and the mixture weights fixed uniform, the
-variant most implementations train. Its bound (the paper's eq. 3 without the ``w`` terms)
-is
+``q(z|x, y)`` conditioned on the one-hot ``y``. This is not Dilokthanakul et al.'s own
+inference network: they keep a second latent ``w`` that generates the cluster means and
+infer ``y`` through the exact posterior ``p(y|z, w)`` (sec. 3); the form here, with an
+amortised classifier ``q(y|x)`` (as in Kingma et al.'s M2, arXiv 1406.5298, and Shu's
+"GMVAE" variant), is the one most implementations train under that name. Its bound is
 
 ``L = E_{q(y|x)} [ E_{q(z|x,y)} log p(x|z) - KL(q(z|x,y) || p(z|y)) ] - KL(q(y|x) || U(K))``.
 
@@ -149,7 +150,7 @@ def elbo(
     estimator: str = "marginal",
     temperature: float | jax.Array = 1.0,
 ) -> ELBOTerms:
-    """The GMVAE bound for one image ``x [H, W, C]`` (arXiv 1611.02648, eq. 3, without ``w``).
+    """The GMVAE bound for one image ``x [H, W, C]`` (the categorical form of the module docstring).
 
     Args:
       model: the GMVAE module.
