@@ -18,6 +18,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 PAPER_ACC = {
     "ae": (None, "AE + k-means"),
+    "ae_bce": (None, "AE (Bernoulli decoder) + k-means"),
     "dec": (0.843, "DEC, Xie et al. 2016"),
     "idec": (0.881, "IDEC, Guo et al. 2017"),
     "dcn": (0.830, "DCN, Yang et al. 2017"),
